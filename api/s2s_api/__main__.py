@@ -1,0 +1,29 @@
+"""`s2s-api`: serve the API with uvicorn, on the host and port from the settings."""
+
+import sys
+
+import uvicorn
+
+from s2s.settings import Settings
+
+from .app import create_app
+
+
+def main() -> int:
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        print(f"s2s-api: invalid settings: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

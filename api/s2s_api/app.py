@@ -1,0 +1,42 @@
+"""Builds the FastAPI application from settings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis import Redis
+
+from s2s.jobs import JobStore
+from s2s.settings import Settings
+
+from .limits import BodySizeLimit
+from .routes import router
+
+# Room for the multipart framing around the file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, redis: Redis | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.redis.close()
+
+    app = FastAPI(
+        title="Speech-to-speech service",
+        summary="Upload a recording, poll the job, download the spoken reply.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.redis = redis or Redis.from_url(
+        settings.redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10
+    )
+    app.state.store = JobStore.from_settings(app.state.redis, settings)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
+    app.include_router(router)
+    return app

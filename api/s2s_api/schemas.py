@@ -1,0 +1,55 @@
+"""What the API answers, as typed models (they make the OpenAPI schema at /docs)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
+
+from s2s.jobs import JobError, JobRecord, Status, Timings
+
+
+def _iso(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+class JobView(BaseModel):
+    id: str
+    status: Status
+    transcript: str | None = None
+    reply: str | None = None
+    error: JobError | None = Field(None, description="null, or the stage that failed and why")
+    timings: Timings = Field(
+        description="seconds: each stage's own work (stt_s, llm_s, tts_s) and accepted -> completed (total_s)"
+    )
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = None
+    input_seconds: float | None = None
+    audio_url: str | None = Field(None, description="where the spoken reply is, once completed")
+
+    @classmethod
+    def of(cls, job: JobRecord) -> JobView:
+        return cls(
+            id=job.id,
+            status=job.status,
+            transcript=job.transcript,
+            reply=job.reply,
+            error=job.error,
+            timings=job.timings,
+            created_at=_iso(job.created_at) or datetime.now(UTC),
+            updated_at=_iso(job.updated_at) or datetime.now(UTC),
+            completed_at=_iso(job.completed_at),
+            input_seconds=job.input_seconds,
+            audio_url=f"/v1/jobs/{job.id}/audio" if job.status is Status.COMPLETED else None,
+        )
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+    detail: str | None = None
+    workers: dict[str, int] | None = None

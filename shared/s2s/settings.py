@@ -1,0 +1,97 @@
+"""One settings class for every service, read from the environment (and `.env`) and checked at start.
+
+Each variable is documented in `.env.example`; the names there are these fields in upper case.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a friendly voice assistant. Your answer will be spoken aloud, so reply in one or two "
+    "short, plain sentences, with no lists, markdown, emoji or code."
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # --- shared by every service
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    job_ttl_s: PositiveInt = 24 * 3600
+    log_level: str = "INFO"
+
+    # --- API
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    max_upload_bytes: PositiveInt = 25 * 1024 * 1024
+    max_audio_seconds: PositiveFloat = 120.0
+    #: Accepted jobs waiting in the STT queue beyond which uploads get 429.
+    max_queue_depth: PositiveInt = 100
+    #: Bearer tokens; empty means the API is open. Comma separated in the environment.
+    api_keys: Annotated[list[str], NoDecode] = []
+
+    # --- workers (all stages)
+    cpu_threads: PositiveInt = 2
+    #: Where derived model files (e.g. the assembled GGUF) are kept between starts.
+    model_cache_dir: Path = Path.home() / ".cache" / "s2s"
+    #: How often a worker looks for jobs whose worker died (RQ's maintenance interval).
+    maintenance_interval_s: PositiveInt = 15
+    #: Retries of a stage after a transient error, and the waits between them.
+    stage_retries: Annotated[int, Field(ge=0)] = 2
+    retry_intervals_s: Annotated[list[int], NoDecode] = [1, 5]
+
+    # --- STT
+    stt_backend: str = "faster-whisper"
+    #: Model name or local path; empty means the backend's default.
+    stt_model: str = ""
+    stt_language: str = "en"
+    stt_timeout_s: PositiveInt = 120
+
+    # --- LLM
+    llm_backend: str = "xllamacpp"
+    llm_model: str = ""
+    llm_system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    llm_max_tokens: PositiveInt = 48
+    llm_temperature: Annotated[float, Field(ge=0)] = 0.0
+    llm_context_tokens: PositiveInt = 2048
+    llm_timeout_s: PositiveInt = 120
+
+    # --- TTS
+    tts_backend: str = "piper"
+    tts_voice: str = ""
+    tts_timeout_s: PositiveInt = 120
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [k.strip() for k in value.split(",") if k.strip()]
+        return value
+
+    @field_validator("retry_intervals_s", mode="before")
+    @classmethod
+    def _split_ints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("retry_intervals_s")
+    @classmethod
+    def _non_negative(cls, value: list[int]) -> list[int]:
+        if any(v < 0 for v in value):
+            raise ValueError("retry intervals must be >= 0 seconds")
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""STT backends, one module each; registered by name in `stt_worker.engine.BACKENDS`."""

@@ -1,0 +1,1 @@
+"""TTS backends, one module each; registered by name in `tts_worker.engine.BACKENDS`."""

@@ -1,0 +1,58 @@
+"""The TTS stage: its engine interface, its backends, and what it does with a job."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Self
+
+import numpy as np
+
+from s2s.audio import float_to_pcm16
+from s2s.errors import PermanentStageError
+from s2s.jobs import STAGE_BY_NAME, JobRecord
+from s2s.registry import Registry
+from s2s.settings import Settings
+from s2s.text import sentences
+from s2s.worker import StageWorker
+
+
+class TTSEngine(ABC):
+    """Text in, speech out: float32 mono samples in [-1, 1] at `sample_rate`."""
+
+    sample_rate: int
+
+    @classmethod
+    @abstractmethod
+    def from_settings(cls, settings: Settings) -> Self: ...
+
+    @abstractmethod
+    def synthesize(self, text: str) -> np.ndarray: ...
+
+    def warmup(self) -> None:
+        self.synthesize("Hello.")
+
+
+BACKENDS: Registry[TTSEngine] = Registry(
+    "tts",
+    {
+        "piper": "tts_worker.backends.piper:PiperEngine",
+    },
+)
+
+
+class TTSStage(StageWorker[TTSEngine]):
+    stage = STAGE_BY_NAME["tts"]
+
+    def process(self, job: JobRecord) -> dict[str, str]:
+        if not job.reply:
+            raise PermanentStageError("there is no reply to speak")
+        # One chunk per sentence, appended as soon as it exists, so the reply can be streamed.
+        self.store.reset_audio(job.id, self.engine.sample_rate)
+        total = 0
+        for sentence in sentences(job.reply):
+            pcm = float_to_pcm16(self.engine.synthesize(sentence))
+            self.store.append_audio(job.id, pcm)
+            total += len(pcm) // 2
+        if total == 0:
+            raise PermanentStageError("the speech synthesiser produced no audio for the reply")
+        return {"reply_seconds": f"{total / self.engine.sample_rate:.3f}"}
