@@ -70,6 +70,18 @@ class Settings(BaseSettings):
     tts_voice: str = ""
     tts_timeout_s: PositiveInt = 120
 
+    # --- production GPU backends (nemo, transformers, chatterbox)
+
+    @field_validator("llm_system_prompt", mode="before")
+    @classmethod
+    def _default_prompt(cls, value: object) -> object:
+        return value if value not in (None, "") else DEFAULT_SYSTEM_PROMPT
+
+    @field_validator("model_cache_dir")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser()
+
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
