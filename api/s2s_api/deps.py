@@ -39,8 +39,9 @@ def get_caller(request: Request, settings: SettingsDep) -> str | None:
         return None
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
-        raise HTTPException(401, "send an API key as 'Authorization: Bearer <key>'",
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, "send an API key as 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
+        )
     if not any(secrets.compare_digest(token.encode(), k.encode()) for k in settings.api_keys):
         raise HTTPException(401, "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
     return hashlib.sha256(token.encode()).hexdigest()[:32]

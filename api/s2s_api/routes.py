@@ -129,7 +129,7 @@ def get_job(
 
 def _wait_for_end(store: StoreDep, redis: RedisDep, job: JobRecord, wait: float) -> JobRecord:
     deadline = time.monotonic() + wait
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)
+    pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
         pubsub.subscribe(events_channel(job.id))
         # Read again after subscribing: an end between the first read and now is not missed.
@@ -160,7 +160,10 @@ def get_audio(job_id: str, store: StoreDep, caller: CallerDep) -> Response:
         return JSONResponse({"detail": f"the job failed, so there is no reply audio: {reason}"}, 409)
     if job.status.value != "completed":
         return JSONResponse(
-            {"detail": f"the reply is not ready yet (status: {job.status.value})", "status": job.status.value},
+            {
+                "detail": f"the reply is not ready yet (status: {job.status.value})",
+                "status": job.status.value,
+            },
             409,
         )
     return Response(store.reply_wav(job), media_type="audio/wav")

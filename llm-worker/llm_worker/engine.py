@@ -55,7 +55,9 @@ class LLMStage(StageWorker[LLMEngine]):
     def process(self, job: JobRecord) -> dict[str, str]:
         if not job.transcript:
             raise PermanentStageError("there is no transcript to answer")
-        reply = speakable(self.engine.generate(build_messages(self.settings.llm_system_prompt, job.transcript)))
+        reply = speakable(
+            self.engine.generate(build_messages(self.settings.llm_system_prompt, job.transcript))
+        )
         if not reply:
             raise PermanentStageError("the language model gave no reply that can be spoken")
         return {"reply": reply}

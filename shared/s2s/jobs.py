@@ -30,9 +30,10 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 from pydantic import BaseModel
@@ -254,7 +255,7 @@ class JobStore:
         wav = audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="FLOAT")
         with self.redis.pipeline() as p:
             p.set(input_key(job_id), wav, ex=self.ttl_s)
-            p.hset(job_key(job_id), mapping=record)
+            p.hset(job_key(job_id), mapping=_fields(record))
             p.expire(job_key(job_id), self.ttl_s)
             p.execute()
         self.enqueue(job_id, STAGES[0])
@@ -267,9 +268,7 @@ class JobStore:
             {"status": stage.status.value, f"{stage.name}_started_at": repr(now), "updated_at": repr(now)},
         )
 
-    def finish_stage(
-        self, job: JobRecord, stage: Stage, seconds: float, outputs: dict[str, str]
-    ) -> None:
+    def finish_stage(self, job: JobRecord, stage: Stage, seconds: float, outputs: dict[str, str]) -> None:
         """Record a stage's output and its own work time, then hand the job to the next stage."""
         now = time.time()
         fields = {
@@ -310,7 +309,7 @@ class JobStore:
         with self.redis.pipeline() as p:
             # Never resurrect an expired job as a half-filled hash.
             p.exists(key)
-            p.hset(key, mapping=fields)
+            p.hset(key, mapping=_fields(fields))
             if "status" in fields:
                 p.publish(events_channel(job_id), fields["status"])
             existed = p.execute()[0]
@@ -351,6 +350,11 @@ class JobStore:
         chunks = [_bytes(c) for c in self.redis.lrange(audio_key(job.id), 0, -1)]
         data = b"".join(chunks)
         return audio.pcm16_wav_header(job.audio_sample_rate or 16000, len(data)) + data
+
+
+def _fields(fields: dict[str, str]) -> Mapping[Any, Any]:
+    # redis-py's hset is typed with an invariant key union that no concrete dict matches.
+    return fields
 
 
 def _text(v: bytes | str) -> str:

@@ -152,7 +152,9 @@ def serve(
     except ConfigError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
-    log.info("%s backend %r loaded and warmed up in %.2f s", stage_name, backend, time.perf_counter() - started)
+    log.info(
+        "%s backend %r loaded and warmed up in %.2f s", stage_name, backend, time.perf_counter() - started
+    )
 
     redis = Redis.from_url(settings.redis_url)
     store = JobStore.from_settings(redis, settings)

@@ -40,9 +40,7 @@ class FasterWhisperEngine(STTEngine):
     def from_settings(cls, settings: Settings) -> Self:
         path = settings.stt_model or _bundled_model()
         try:
-            model = WhisperModel(
-                path, device="cpu", compute_type="int8", cpu_threads=settings.cpu_threads
-            )
+            model = WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=settings.cpu_threads)
         except (OSError, RuntimeError, ValueError) as exc:
             raise ConfigError(f"cannot load Whisper model {path!r}: {exc}") from exc
         return cls(model, settings.stt_language)

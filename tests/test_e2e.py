@@ -1,0 +1,120 @@
+"""End to end with the real CPU models: the services are started as processes by the same script
+`make up` runs, and a real spoken question goes through the HTTP API."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import TEST_REDIS_URL
+from redis import Redis
+from support import read_wav_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+class Service:
+    def __init__(self, run_dir: Path, port: int) -> None:
+        self.run_dir = run_dir
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "REDIS_URL": TEST_REDIS_URL,
+            "API_PORT": str(port),
+            "S2S_RUN_DIR": str(run_dir),
+            "S2S_VENV": sys.prefix,
+        }
+
+    def ctl(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "scripts" / "s2s"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+
+    def pids(self) -> dict[str, int]:
+        return {p.stem: int(p.read_text()) for p in self.run_dir.glob("*.pid") if p.stem != "redis"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    Redis.from_url(TEST_REDIS_URL).flushdb()
+    svc = Service(tmp_path_factory.mktemp("run"), free_port())
+    up = svc.ctl("up")
+    try:
+        assert up.returncode == 0, up.stderr + "".join(
+            (svc.run_dir / f"{s}.log").read_text() for s in svc.pids() if (svc.run_dir / f"{s}.log").exists()
+        )
+        yield svc
+    finally:
+        svc.ctl("down")
+        Redis.from_url(TEST_REDIS_URL).flushdb()
+
+
+def test_spoken_question_gets_a_spoken_reply(service: Service, spoken_question: bytes) -> None:
+    with httpx.Client(base_url=service.url, timeout=60) as http:
+        assert http.get("/readyz").json()["workers"] == {"stt": 1, "llm": 1, "tts": 1}
+        r = http.post("/v1/jobs", files={"audio": ("q.wav", spoken_question, "audio/wav")})
+        assert r.status_code == 202, r.text
+        job = r.json()
+        while job["status"] not in ("completed", "failed"):
+            job = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+        assert job["status"] == "completed", job
+        words = job["transcript"].lower()
+        assert "capital" in words and "france" in words
+        assert len(job["reply"].split()) >= 2
+        timings = job["timings"]
+        assert all(timings[k] > 0 for k in ("stt_s", "llm_s", "tts_s", "total_s"))
+
+        audio = http.get(f"/v1/jobs/{job['id']}/audio")
+        assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+        samples, rate = read_wav_bytes(audio.content)
+        assert len(samples) / rate > 0.5
+        assert float(np.sqrt(np.mean(samples**2))) > 0.01  # not silence
+
+
+def test_up_is_idempotent_and_restarts_only_what_died(service: Service) -> None:
+    before = service.pids()
+    assert set(before) == {"api", "stt-worker", "llm-worker", "tts-worker"}
+    again = service.ctl("up")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count("already running") == 4
+    assert service.pids() == before
+
+    os.killpg(before["tts-worker"], signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while running(before["tts-worker"]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    revived = service.ctl("up")
+    assert revived.returncode == 0, revived.stderr
+    after = service.pids()
+    assert "started tts-worker" in revived.stderr and revived.stderr.count("already running") == 3
+    assert after["tts-worker"] != before["tts-worker"]
+    assert {k: v for k, v in after.items() if k != "tts-worker"} == {
+        k: v for k, v in before.items() if k != "tts-worker"
+    }

@@ -1,0 +1,183 @@
+"""The job life cycle through real RQ workers (burst mode, in process) on a real Redis, with
+stand-in engines: hand-over between stages, timings, failures, idempotent re-runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+from fakes import EchoSTT, ToneTTS, UpperLLM
+from redis import Redis
+from rq import SimpleWorker
+from rq.serializers import JSONSerializer
+
+from llm_worker.engine import LLMStage
+from s2s import worker as s2s_worker
+from s2s.audio import read_wav
+from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Status, rq_job_id
+from s2s.settings import Settings
+from stt_worker.engine import STTStage
+from tts_worker.engine import TTSStage
+
+Drain = Callable[..., None]
+
+
+@pytest.fixture
+def store(redis: Redis, settings: Settings) -> JobStore:
+    return JobStore.from_settings(redis, settings)
+
+
+@pytest.fixture
+def engines(store: JobStore, settings: Settings) -> dict[str, object]:
+    stt, llm, tts = EchoSTT(), UpperLLM(), ToneTTS()
+    s2s_worker.install(STTStage(stt, store, settings))
+    s2s_worker.install(LLMStage(llm, store, settings))
+    s2s_worker.install(TTSStage(tts, store, settings))
+    return {"stt": stt, "llm": llm, "tts": tts}
+
+
+@pytest.fixture
+def drain(store: JobStore) -> Drain:
+    def run(*names: str) -> None:
+        for name in names or [s.name for s in STAGES]:
+            SimpleWorker(
+                [store.queue(STAGE_BY_NAME[name])], connection=store.redis, serializer=JSONSerializer
+            ).work(burst=True)
+
+    return run
+
+
+def one_second() -> np.ndarray:
+    return np.zeros(16000, dtype=np.float32) + 0.1
+
+
+def test_job_goes_through_every_stage(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
+    job_id = store.create(one_second())
+    assert store.get(job_id).status is Status.QUEUED  # type: ignore[union-attr]
+
+    drain("stt")
+    job = store.get(job_id)
+    assert job is not None
+    assert job.status is Status.GENERATING and job.transcript == "heard 16000 samples"
+
+    drain("llm", "tts")
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED
+    # markdown and emoji never reach the TTS
+    assert job.reply == "You said: HEARD 16000 SAMPLES. Goodbye!"
+    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]  # type: ignore[attr-defined]
+    t = job.timings
+    assert t.stt_s is not None and t.llm_s is not None and t.tts_s is not None and t.total_s is not None
+    assert t.total_s >= t.stt_s + t.llm_s + t.tts_s
+    samples, rate = read_wav(store.reply_wav(job))
+    assert rate == ToneTTS.sample_rate
+    assert len(samples) == sum(len(c) * 100 for c in engines["tts"].calls)  # type: ignore[attr-defined]
+
+
+def test_system_prompt_is_sent(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
+    store.create(one_second())
+    drain()
+    messages = engines["llm"].seen[0]  # type: ignore[attr-defined]
+    assert [m.role for m in messages] == ["system", "user"]
+    assert "spoken aloud" in messages[0].content
+
+
+def test_failing_stage_fails_the_job_and_stops_the_pipeline(
+    store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    engines["llm"].error = RuntimeError("model exploded")  # type: ignore[attr-defined]
+    job_id = store.create(one_second())
+    drain()
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.FAILED
+    assert job.error is not None and job.error.stage == "llm"
+    assert "model exploded" in job.error.message and "writing the reply" in job.error.message
+    assert job.transcript == "heard 16000 samples"  # the work done before stays visible
+    assert engines["tts"].calls == []  # type: ignore[attr-defined]
+    assert store.queue(STAGE_BY_NAME["tts"]).count == 0
+
+
+def test_transient_error_is_retried(
+    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
+) -> None:
+    store = JobStore.from_settings(
+        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
+    )
+    stt = EchoSTT()
+    errors = [ConnectionError("flaky")]
+
+    def flaky(audio: np.ndarray) -> str:
+        if errors:
+            raise errors.pop()
+        return "second time lucky"
+
+    stt.transcribe = flaky  # type: ignore[method-assign]
+    s2s_worker.install(STTStage(stt, store, settings))
+    job_id = store.create(one_second())
+    drain("stt")
+    drain("stt")  # the retry was put back on the queue
+    job = store.get(job_id)
+    assert job is not None and job.transcript == "second time lucky" and job.status is Status.GENERATING
+
+
+def test_silence_is_a_permanent_no_speech_failure(
+    store: JobStore, settings: Settings, engines: dict[str, object], drain: Drain
+) -> None:
+    s2s_worker.install(STTStage(EchoSTT(text="  "), store, settings))
+    job_id = store.create(np.zeros(16000, dtype=np.float32))
+    drain()
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.FAILED
+    assert (
+        job.error is not None
+        and job.error.stage == "stt"
+        and job.error.message == "no speech heard in the recording"
+    )
+    assert engines["llm"].calls == 0  # type: ignore[attr-defined]
+
+
+def test_rerun_of_a_stage_does_not_fork_the_pipeline(
+    store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    job_id = store.create(one_second())
+    drain("stt")
+    # As if the STT worker died after handing over and its job ran again.
+    s2s_worker.perform("stt", job_id)
+    assert store.queue(STAGE_BY_NAME["llm"]).count == 1
+    assert store.enqueue(job_id, STAGE_BY_NAME["llm"]) is False
+    drain("llm", "tts")
+    assert engines["llm"].calls == 1  # type: ignore[attr-defined]
+    assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
+
+
+def test_rerun_of_tts_overwrites_the_audio(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
+    job_id = store.create(one_second())
+    drain("stt", "llm")
+    s2s_worker.perform("tts", job_id)
+    first = store.get(job_id)
+    assert first is not None
+    size = len(store.reply_wav(first))
+    store.redis.hset(f"s2s:job:{job_id}", "status", Status.SYNTHESIZING.value)
+    s2s_worker.perform("tts", job_id)
+    assert len(store.reply_wav(first)) == size
+
+
+def test_finished_job_is_not_redone(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
+    job_id = store.create(one_second())
+    drain()
+    s2s_worker.perform("stt", job_id)
+    assert engines["stt"].calls == 1  # type: ignore[attr-defined]
+
+
+def test_expired_job_is_skipped(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
+    job_id = store.create(one_second())
+    store.redis.delete(f"s2s:job:{job_id}")
+    drain()
+    assert engines["stt"].calls == 0  # type: ignore[attr-defined]
+    assert store.get(job_id) is None
+
+
+def test_rq_job_ids_derive_from_the_job(store: JobStore, engines: dict[str, object]) -> None:
+    job_id = store.create(one_second())
+    assert store.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]
