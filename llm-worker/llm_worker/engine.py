@@ -38,6 +38,7 @@ BACKENDS: Registry[LLMEngine] = Registry(
     "llm",
     {
         "xllamacpp": "llm_worker.backends.xllamacpp:LlamaCppEngine",
+        "transformers": "llm_worker.backends.hf_transformers:TransformersEngine",
     },
 )
 

@@ -71,6 +71,15 @@ class Settings(BaseSettings):
     tts_timeout_s: PositiveInt = 120
 
     # --- production GPU backends (nemo, transformers, chatterbox)
+    #: Where the torch backends run: "auto" (the GPU when torch sees one, else the CPU), "cpu",
+    #: "cuda" or "cuda:N". Naming a GPU that is not there stops the worker at start.
+    model_device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"
+    #: NeMo cache-aware streaming: R of the attention context [70, R]; each chunk is (R + 1) x 80 ms
+    #: (nemotron-speech-streaming was trained with R = 0, 1, 6, 13: 80, 160, 560, 1120 ms).
+    stt_att_context_right: Annotated[int, Field(ge=0)] = 13
+    #: Weights of the transformers LLM: "auto" is bfloat16 on a GPU that has it, else float16 on
+    #: a GPU, and float32 on the CPU.
+    llm_dtype: Annotated[str, Field(pattern=r"^(auto|float32|float16|bfloat16)$")] = "auto"
 
     @field_validator("llm_system_prompt", mode="before")
     @classmethod

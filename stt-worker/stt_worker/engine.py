@@ -34,6 +34,7 @@ BACKENDS: Registry[STTEngine] = Registry(
     "stt",
     {
         "faster-whisper": "stt_worker.backends.faster_whisper:FasterWhisperEngine",
+        "nemo": "stt_worker.backends.nemo:NemoEngine",
     },
 )
 

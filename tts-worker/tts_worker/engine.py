@@ -36,6 +36,7 @@ BACKENDS: Registry[TTSEngine] = Registry(
     "tts",
     {
         "piper": "tts_worker.backends.piper:PiperEngine",
+        "chatterbox": "tts_worker.backends.chatterbox:ChatterboxEngine",
     },
 )
 
