@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from fakes import EchoSTT, ToneTTS, UpperLLM
 from redis import Redis
-from rq import SimpleWorker
 from rq.serializers import JSONSerializer
 
 from llm_worker.engine import LLMStage
 from s2s import worker as s2s_worker
+from s2s.worker import PipelineWorker
 from s2s.audio import read_wav
 from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Status, rq_job_id
 from s2s.settings import Settings
@@ -41,7 +41,7 @@ def engines(store: JobStore, settings: Settings) -> dict[str, object]:
 def drain(store: JobStore) -> Drain:
     def run(*names: str) -> None:
         for name in names or [s.name for s in STAGES]:
-            SimpleWorker(
+            PipelineWorker(
                 [store.queue(STAGE_BY_NAME[name])], connection=store.redis, serializer=JSONSerializer
             ).work(burst=True)
 
@@ -53,7 +53,7 @@ def one_second() -> np.ndarray:
 
 
 def test_job_goes_through_every_stage(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     assert store.get(job_id).status is Status.QUEUED  # type: ignore[union-attr]
 
     drain("stt")
@@ -87,7 +87,7 @@ def test_failing_stage_fails_the_job_and_stops_the_pipeline(
     store: JobStore, engines: dict[str, object], drain: Drain
 ) -> None:
     engines["llm"].error = RuntimeError("model exploded")  # type: ignore[attr-defined]
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     drain()
     job = store.get(job_id)
     assert job is not None and job.status is Status.FAILED
@@ -114,7 +114,7 @@ def test_transient_error_is_retried(
 
     stt.transcribe = flaky  # type: ignore[method-assign]
     s2s_worker.install(STTStage(stt, store, settings))
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     drain("stt")
     drain("stt")  # the retry was put back on the queue
     job = store.get(job_id)
@@ -125,7 +125,7 @@ def test_silence_is_a_permanent_no_speech_failure(
     store: JobStore, settings: Settings, engines: dict[str, object], drain: Drain
 ) -> None:
     s2s_worker.install(STTStage(EchoSTT(text="  "), store, settings))
-    job_id = store.create(np.zeros(16000, dtype=np.float32))
+    job_id = store.create(np.zeros(16000, dtype=np.float32)).id
     drain()
     job = store.get(job_id)
     assert job is not None and job.status is Status.FAILED
@@ -140,7 +140,7 @@ def test_silence_is_a_permanent_no_speech_failure(
 def test_rerun_of_a_stage_does_not_fork_the_pipeline(
     store: JobStore, engines: dict[str, object], drain: Drain
 ) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     drain("stt")
     # As if the STT worker died after handing over and its job ran again.
     s2s_worker.perform("stt", job_id)
@@ -152,7 +152,7 @@ def test_rerun_of_a_stage_does_not_fork_the_pipeline(
 
 
 def test_rerun_of_tts_overwrites_the_audio(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     drain("stt", "llm")
     s2s_worker.perform("tts", job_id)
     first = store.get(job_id)
@@ -164,14 +164,14 @@ def test_rerun_of_tts_overwrites_the_audio(store: JobStore, engines: dict[str, o
 
 
 def test_finished_job_is_not_redone(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     drain()
     s2s_worker.perform("stt", job_id)
     assert engines["stt"].calls == 1  # type: ignore[attr-defined]
 
 
 def test_expired_job_is_skipped(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     store.redis.delete(f"s2s:job:{job_id}")
     drain()
     assert engines["stt"].calls == 0  # type: ignore[attr-defined]
@@ -179,5 +179,5 @@ def test_expired_job_is_skipped(store: JobStore, engines: dict[str, object], dra
 
 
 def test_rq_job_ids_derive_from_the_job(store: JobStore, engines: dict[str, object]) -> None:
-    job_id = store.create(one_second())
+    job_id = store.create(one_second()).id
     assert store.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]

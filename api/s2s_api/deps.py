@@ -1,4 +1,6 @@
-"""Dependencies injected into routes: settings, the Redis connection, the job store, the caller."""
+"""Dependencies injected into routes: settings, the Redis connection, the job store, the caller.
+
+They are `async` because none of them blocks: a sync dependency would cost a thread hop per request."""
 
 from __future__ import annotations
 
@@ -13,17 +15,17 @@ from s2s.jobs import JobStore
 from s2s.settings import Settings
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.store
     return store
 
@@ -33,7 +35,7 @@ RedisDep = Annotated[Redis, Depends(get_redis)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-def get_caller(request: Request, settings: SettingsDep) -> str | None:
+async def get_caller(request: Request, settings: SettingsDep) -> str | None:
     """The owner tag of the caller's jobs: a hash of its API key, or None when the API is open."""
     if not settings.api_keys:
         return None

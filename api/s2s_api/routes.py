@@ -7,12 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
+from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
+from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
 from s2s.errors import AudioError, AudioTooLongError, EmptyAudioError
-from s2s.jobs import STAGES, JobRecord, events_channel
+from s2s.jobs import STAGES, JobRecord, JobStore, Status, events_channel
+from s2s.settings import Settings
 
 from .deps import CallerDep, RedisDep, SettingsDep, StoreDep
 from .schemas import Health, JobView, Problem
@@ -21,6 +24,7 @@ router = APIRouter()
 
 AUDIO_FIELD_HELP = "The recording: WAV (any rate and channels), FLAC, OGG/Vorbis or MP3."
 MAX_WAIT_S = 30.0
+TERMINAL_EVENTS = {s.value.encode() for s in Status if s.terminal}
 
 
 def _status_of(exc: AudioError) -> int:
@@ -42,7 +46,7 @@ def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
     responses=_problems(401, 413, 415, 422, 429, 503),
     summary="Upload a recording; get a job that will hold the spoken reply",
 )
-def create_job(
+async def create_job(
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
@@ -53,9 +57,16 @@ def create_job(
     upload = audio_upload or audio_file
     if upload is None:
         raise HTTPException(422, "send the recording as a multipart/form-data file field named 'audio'")
-    data = upload.file.read(settings.max_upload_bytes + 1)
+    data = await upload.read(settings.max_upload_bytes + 1)
     if len(data) > settings.max_upload_bytes:
         raise HTTPException(413, f"the recording is larger than {settings.max_upload_bytes} bytes")
+    # Decoding and Redis are blocking: one trip to the thread pool for all of it.
+    job = await run_in_threadpool(_accept, store, settings, caller, data)
+    response.headers["Location"] = f"/v1/jobs/{job.id}"
+    return JobView.of(job)
+
+
+def _accept(store: JobStore, settings: Settings, caller: str | None, data: bytes) -> JobRecord:
     try:
         samples = audio.decode_upload(data, settings.max_audio_seconds)
     except AudioError as exc:
@@ -68,13 +79,10 @@ def create_job(
                 f"{depth} recordings are already waiting; try again shortly",
                 headers={"Retry-After": "5"},
             )
-        job_id = store.create(samples, owner=caller)
-        job = store.get(job_id)
+        job = store.create(samples, owner=caller)
     except RedisError as exc:
         raise HTTPException(503, f"the job store is unavailable: {exc}") from exc
-    assert job is not None
-    response.headers["Location"] = f"/v1/jobs/{job_id}"
-    return JobView.of(job)
+    return job
 
 
 @router.post(
@@ -84,7 +92,7 @@ def create_job(
     responses=_problems(401, 413, 415, 422, 429, 503),
     summary="Alias of POST /v1/jobs for older clients",
 )
-def transcribe_alias(
+async def transcribe_alias(
     response: Response,
     store: StoreDep,
     settings: SettingsDep,
@@ -92,10 +100,10 @@ def transcribe_alias(
     audio_upload: Annotated[UploadFile | None, File(alias="audio", description=AUDIO_FIELD_HELP)] = None,
     audio_file: Annotated[UploadFile | None, File(description="Older name of the `audio` field.")] = None,
 ) -> JobView:
-    return create_job(response, store, settings, caller, audio_upload, audio_file)
+    return await create_job(response, store, settings, caller, audio_upload, audio_file)
 
 
-def _visible_job(store: StoreDep, job_id: str, caller: str | None) -> JobRecord:
+def _visible_job(store: JobStore, job_id: str, caller: str | None) -> JobRecord:
     try:
         job = store.get(job_id)
     except RedisError as exc:
@@ -112,7 +120,7 @@ def _visible_job(store: StoreDep, job_id: str, caller: str | None) -> JobRecord:
     responses=_problems(401, 404, 503),
     summary="A job's status, transcript, reply, error and timings",
 )
-def get_job(
+async def get_job(
     job_id: str,
     store: StoreDep,
     redis: RedisDep,
@@ -121,13 +129,14 @@ def get_job(
         float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for the job to end before answering")
     ] = 0,
 ) -> JobView:
-    job = _visible_job(store, job_id, caller)
-    if wait and not job.status.terminal:
-        job = _wait_for_end(store, redis, job, wait)
-    return JobView.of(job)
+    def read() -> JobRecord:
+        job = _visible_job(store, job_id, caller)
+        return _wait_for_end(store, redis, job, wait) if wait and not job.status.terminal else job
+
+    return JobView.of(await run_in_threadpool(read))
 
 
-def _wait_for_end(store: StoreDep, redis: RedisDep, job: JobRecord, wait: float) -> JobRecord:
+def _wait_for_end(store: JobStore, redis: Redis, job: JobRecord, wait: float) -> JobRecord:
     deadline = time.monotonic() + wait
     pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
@@ -135,7 +144,9 @@ def _wait_for_end(store: StoreDep, redis: RedisDep, job: JobRecord, wait: float)
         # Read again after subscribing: an end between the first read and now is not missed.
         job = store.get(job.id) or job
         while not job.status.terminal and (left := deadline - time.monotonic()) > 0:
-            if pubsub.get_message(timeout=min(left, 1.0)) is not None:
+            message = pubsub.get_message(timeout=min(left, 1.0))
+            # Only an end is worth a read: a hand-over between stages must not cost the API a lookup.
+            if message is not None and message["data"] in TERMINAL_EVENTS:
                 job = store.get(job.id) or job
     except RedisError as exc:
         raise HTTPException(503, f"the job store is unavailable: {exc}") from exc
@@ -153,7 +164,11 @@ def _wait_for_end(store: StoreDep, redis: RedisDep, job: JobRecord, wait: float)
     },
     summary="The spoken reply as WAV, once the job is completed",
 )
-def get_audio(job_id: str, store: StoreDep, caller: CallerDep) -> Response:
+async def get_audio(job_id: str, store: StoreDep, caller: CallerDep) -> Response:
+    return await run_in_threadpool(_audio_response, store, job_id, caller)
+
+
+def _audio_response(store: JobStore, job_id: str, caller: str | None) -> Response:
     job = _visible_job(store, job_id, caller)
     if job.status.value == "failed":
         reason = job.error.message if job.error else "unknown error"
@@ -170,7 +185,7 @@ def get_audio(job_id: str, store: StoreDep, caller: CallerDep) -> Response:
 
 
 @router.get("/healthz", response_model=Health, summary="The API process is alive")
-def healthz() -> Health:
+async def healthz() -> Health:
     return Health(status="ok")
 
 
@@ -180,7 +195,11 @@ def healthz() -> Health:
     responses={503: {"model": Health}},
     summary="Redis answers and every stage has a live worker",
 )
-def readyz(store: StoreDep) -> JSONResponse:
+async def readyz(store: StoreDep) -> JSONResponse:
+    return await run_in_threadpool(_readiness, store)
+
+
+def _readiness(store: JobStore) -> JSONResponse:
     try:
         store.redis.ping()
         workers = {s.name: len(Worker.all(queue=store.queue(s))) for s in STAGES}

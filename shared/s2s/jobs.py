@@ -210,6 +210,7 @@ class JobStore:
     ) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
+        self._start_script = redis.register_script(_START_STAGE_LUA)
         self.timeouts = timeouts or StageTimeouts()
         self.retry = retry or RetryPolicy()
 
@@ -241,7 +242,7 @@ class JobStore:
         return True
 
     # ------------------------------------------------------------------ transitions
-    def create(self, samples: np.ndarray, owner: str | None = None, job_id: str | None = None) -> str:
+    def create(self, samples: np.ndarray, owner: str | None = None, job_id: str | None = None) -> JobRecord:
         """Store a decoded upload as a new queued job and put it on the first queue."""
         job_id = job_id or new_job_id()
         now = time.time()
@@ -259,14 +260,22 @@ class JobStore:
             p.expire(job_key(job_id), self.ttl_s)
             p.execute()
         self.enqueue(job_id, STAGES[0])
-        return job_id
+        return JobRecord.from_hash(job_id, record)
 
-    def start_stage(self, job_id: str, stage: Stage) -> None:
-        now = time.time()
-        self._update(
-            job_id,
-            {"status": stage.status.value, f"{stage.name}_started_at": repr(now), "updated_at": repr(now)},
+    def start_stage(self, job_id: str, stage: Stage) -> JobRecord | None:
+        """Mark the stage started and return the job as it was, in one round trip. A job that
+        expired, or already ended, is returned untouched (None for expired)."""
+        key = job_key(job_id)
+        now = repr(time.time())
+        # One script, so "is it still running?" and "mark it started" cannot interleave with a fail().
+        raw = self._start_script(
+            keys=[key, events_channel(job_id)],
+            args=[stage.status.value, f"{stage.name}_started_at", now],
         )
+        if not raw:
+            return None
+        h = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
+        return JobRecord.from_hash(job_id, h)
 
     def finish_stage(self, job: JobRecord, stage: Stage, seconds: float, outputs: dict[str, str]) -> None:
         """Record a stage's output and its own work time, then hand the job to the next stage."""
@@ -350,6 +359,18 @@ class JobStore:
         chunks = [_bytes(c) for c in self.redis.lrange(audio_key(job.id), 0, -1)]
         data = b"".join(chunks)
         return audio.pcm16_wav_header(job.audio_sample_rate or 16000, len(data)) + data
+
+
+_START_STAGE_LUA = """
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return h end
+local status = redis.call('HGET', KEYS[1], 'status')
+if status ~= 'completed' and status ~= 'failed' then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
+  redis.call('PUBLISH', KEYS[2], ARGV[1])
+end
+return h
+"""
 
 
 def _fields(fields: dict[str, str]) -> Mapping[Any, Any]:

@@ -62,14 +62,13 @@ class StageWorker(ABC, Generic[E]):
         for a failure that retrying cannot fix; anything else is retried by RQ."""
 
     def handle(self, job_id: str) -> None:
-        job = self.store.get(job_id)
+        job = self.store.start_stage(job_id, self.stage)
         if job is None:
             log.warning("%s: job %s has expired; nothing to do", self.stage.name, job_id)
             return
         if job.status.terminal:
             # An at-least-once redelivery of a job that already ended.
             return
-        self.store.start_stage(job_id, self.stage)
         started = time.perf_counter()
         try:
             outputs = self.process(job)
@@ -120,6 +119,19 @@ def failure_message(stage: Stage, exc_type: type[BaseException] | None, exc: Bas
     return f"error while {stage.verb}: {detail}"
 
 
+class PipelineWorker(SimpleWorker):
+    """RQ's SimpleWorker (the model stays loaded: no fork per job), with its heartbeat sent as one
+    round trip instead of three, since it sits on the path between two stages."""
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        with self.connection.pipeline() as p:
+            super().heartbeat(timeout, p)
+            p.execute()
+
+
 def load_engine(registry: Registry[E], name: str, settings: Settings) -> E:
     engine = registry.load(name).from_settings(settings)
     engine.warmup()
@@ -160,7 +172,7 @@ def serve(
     store = JobStore.from_settings(redis, settings)
     worker = worker_cls(engine, store, settings)
     install(worker)
-    rq_worker = SimpleWorker(
+    rq_worker = PipelineWorker(
         [store.queue(worker.stage)],
         connection=redis,
         serializer=JSONSerializer,

@@ -1,0 +1,169 @@
+"""End-to-end latency and transcript quality of a running service, one recording at a time.
+
+    make up && .venv/bin/python bench/e2e.py [--url http://127.0.0.1:8000] [--eval-dir DIR] [--out FILE]
+
+For each recording in the eval folder (default: ../shared/eval beside the checkout, with its
+refs.json) it uploads the file, waits for the job with the API's long poll, and reports:
+E2E = upload sent -> completion seen by the client; each stage's own work as the job reports it;
+overhead = E2E - (stt + llm + tts), i.e. what queues, hand-overs, HTTP and decoding add; and the
+word error rate of the transcript. Then p50/p95 over all clips and over the clips under 5 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Row:
+    clip: str
+    seconds: float
+    e2e: float
+    stt: float
+    llm: float
+    tts: float
+    server_total: float
+    errors: int
+    ref_words: int
+    transcript: str
+
+    @property
+    def overhead(self) -> float:
+        return self.e2e - (self.stt + self.llm + self.tts)
+
+    @property
+    def server_overhead(self) -> float:
+        return self.server_total - (self.stt + self.llm + self.tts)
+
+
+def normalize(text: str) -> list[str]:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+
+
+def word_errors(ref: list[str], hyp: list[str]) -> int:
+    prev = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        cur = [i] + [0] * len(hyp)
+        for j, h in enumerate(hyp, 1):
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (r != h))
+        prev = cur
+    return prev[-1]
+
+
+def run_one(http: httpx.Client, path: Path) -> dict[str, object]:
+    started = time.perf_counter()
+    r = http.post("/v1/jobs", files={"audio": (path.name, path.read_bytes(), "audio/wav")})
+    r.raise_for_status()
+    job: dict[str, object] = r.json()
+    while job["status"] not in ("completed", "failed"):
+        job = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    job["_e2e"] = time.perf_counter() - started
+    if job["status"] != "completed":
+        raise RuntimeError(f"{path.name}: job failed: {job['error']}")
+    return job
+
+
+def pct(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def table(rows: list[Row]) -> str:
+    ms = 1000.0
+    lines = [
+        "| clip | audio s | E2E ms | STT ms | LLM ms | TTS ms | overhead ms | server overhead ms | WER % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.clip} | {r.seconds:.1f} | {r.e2e * ms:.0f} | {r.stt * ms:.0f} | {r.llm * ms:.0f} | "
+            f"{r.tts * ms:.0f} | {r.overhead * ms:.1f} | {r.server_overhead * ms:.1f} | "
+            f"{100 * r.errors / max(r.ref_words, 1):.1f} |"
+        )
+
+    def summary(label: str, sel: list[Row]) -> None:
+        if not sel:
+            return
+        wer = 100 * sum(r.errors for r in sel) / max(sum(r.ref_words for r in sel), 1)
+        for q in (50, 95):
+            lines.append(
+                f"| **{label} p{q}** ({len(sel)} clips) | | {pct([r.e2e for r in sel], q) * ms:.0f} | "
+                f"{pct([r.stt for r in sel], q) * ms:.0f} | {pct([r.llm for r in sel], q) * ms:.0f} | "
+                f"{pct([r.tts for r in sel], q) * ms:.0f} | {pct([r.overhead for r in sel], q) * ms:.1f} | "
+                f"{pct([r.server_overhead for r in sel], q) * ms:.1f} | {wer:.1f} |"
+            )
+
+    summary("all", rows)
+    summary("under 5 s", [r for r in rows if r.seconds < 5])
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
+    parser.add_argument("--out", type=Path, help="also write the table (Markdown) to this file")
+    args = parser.parse_args(argv)
+
+    refs_file = args.eval_dir / "refs.json"
+    if not refs_file.is_file():
+        print(f"bench: no {refs_file}; pass --eval-dir with recordings and a refs.json", file=sys.stderr)
+        return 2
+    refs: dict[str, str] = json.loads(refs_file.read_text())
+    rows: list[Row] = []
+    with httpx.Client(base_url=args.url, timeout=120) as http:
+        ready = http.get("/readyz")
+        if ready.status_code != 200:
+            print(f"bench: service not ready at {args.url}: {ready.text}", file=sys.stderr)
+            return 2
+        run_one(http, args.eval_dir / sorted(refs)[0])  # warm caches; not counted
+        for name in sorted(refs):
+            path = args.eval_dir / name
+            job = run_one(http, path)
+            t = job["timings"]
+            assert isinstance(t, dict)
+            ref, hyp = normalize(refs[name]), normalize(str(job["transcript"]))
+            rows.append(
+                Row(
+                    clip=name,
+                    seconds=sf.info(str(path)).duration,
+                    e2e=float(job["_e2e"]),  # type: ignore[arg-type]
+                    stt=t["stt_s"],
+                    llm=t["llm_s"],
+                    tts=t["tts_s"],
+                    server_total=t["total_s"],
+                    errors=word_errors(ref, hyp),
+                    ref_words=len(ref),
+                    transcript=str(job["transcript"]),
+                )
+            )
+            print(f"{name}: {rows[-1].e2e * 1000:.0f} ms  {job['transcript']!r} -> {job['reply']!r}", file=sys.stderr)
+    header = (
+        f"E2E benchmark, {len(rows)} recordings from {args.eval_dir.name}/, one at a time, "
+        f"{platform.machine()} {platform.system()}, {__import__('os').cpu_count()} CPUs, "
+        f"{time.strftime('%Y-%m-%d')}\n\n"
+    )
+    out = header + table(rows)
+    print(out)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(out + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
