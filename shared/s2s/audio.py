@@ -7,6 +7,7 @@ client sends is ever written to disk or named after the client's filename.
 from __future__ import annotations
 
 import io
+import re
 import struct
 from typing import Final
 
@@ -62,8 +63,10 @@ def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
 
 
 def _reason(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    lines = str(exc).strip().splitlines()
+    # libsndfile names the in-memory file object ("Error opening <_io.BytesIO ...>: "); drop that.
+    text = re.sub(r"^Error opening <[^>]*>:\s*", "", lines[-1]) if lines else ""
+    return text or type(exc).__name__
 
 
 def to_wav(samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:

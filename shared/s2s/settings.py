@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     model_cache_dir: Path = Path.home() / ".cache" / "s2s"
     #: How often a worker looks for jobs whose worker died (RQ's maintenance interval).
     maintenance_interval_s: PositiveInt = 15
+    #: A worker that has not been heard from for this long counts as dead: /readyz stops counting
+    #: it and its job is retried. Bound on retrying a dead worker's job: this + the interval above.
+    worker_liveness_s: Annotated[int, Field(ge=4)] = 20
     #: Retries of a stage after a transient error, and the waits between them.
     stage_retries: Annotated[int, Field(ge=0)] = 2
     retry_intervals_s: Annotated[list[int], NoDecode] = [1, 5]

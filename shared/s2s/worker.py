@@ -14,14 +14,21 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
+import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from redis import Redis
-from rq import SimpleWorker
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rq import Queue, SimpleWorker
 from rq.exceptions import AbandonedJobError
+from rq.executions import Execution
 from rq.job import Job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
@@ -120,16 +127,58 @@ def failure_message(stage: Stage, exc_type: type[BaseException] | None, exc: Bas
 
 
 class PipelineWorker(SimpleWorker):
-    """RQ's SimpleWorker (the model stays loaded: no fork per job), with its heartbeat sent as one
-    round trip instead of three, since it sits on the path between two stages."""
+    """RQ's SimpleWorker (no fork per job, so the model loaded at start serves every job), made to
+    notice death quickly.
+
+    A SimpleWorker runs the job in its main thread and so cannot heartbeat during it; RQ then has
+    to keep a running job's claim alive for its whole timeout (+60 s) and a killed worker's job
+    waits that long to be retried. Here a side thread renews the claim every `liveness_s / 4`
+    with a TTL of `liveness_s`, so a job whose worker died is retried by the next maintenance run
+    after at most `liveness_s` (bound: liveness_s + maintenance interval). The job timeout itself
+    is still enforced by RQ in the main thread. Heartbeats go as one round trip, not three, since
+    one sits on the path between two stages.
+    """
+
+    def __init__(self, *args: Any, liveness_s: int = 20, **kwargs: Any) -> None:
+        # RQ waits on the queue for worker_ttl - 15 s between heartbeats; keep that well inside.
+        kwargs.setdefault("worker_ttl", liveness_s + 15 - max(1, liveness_s // 4))
+        super().__init__(*args, **kwargs)
+        self.liveness_s = liveness_s
+        self._beating: threading.Event | None = None
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        timeout = min(timeout or self.liveness_s, self.liveness_s)
         if pipeline is not None:
             super().heartbeat(timeout, pipeline)
             return
         with self.connection.pipeline() as p:
             super().heartbeat(timeout, p)
             p.execute()
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.liveness_s
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        stop = self._beating = threading.Event()
+        threading.Thread(
+            target=self._beat, args=(job, execution, stop), name="s2s-heartbeat", daemon=True
+        ).start()
+        return execution
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self._beating is not None:
+                self._beating.set()
+
+    def _beat(self, job: Job, execution: Execution, stop: threading.Event) -> None:
+        while not stop.wait(max(1.0, self.liveness_s / 4)):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except RedisError as exc:  # the main thread meets the same outage and handles it
+                log.warning("heartbeat failed: %s", exc)
 
 
 def load_engine(registry: Registry[E], name: str, settings: Settings) -> E:
@@ -168,16 +217,47 @@ def serve(
         "%s backend %r loaded and warmed up in %.2f s", stage_name, backend, time.perf_counter() - started
     )
 
-    redis = Redis.from_url(settings.redis_url)
+    redis = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=5, socket_timeout=60, health_check_interval=15
+    )
     store = JobStore.from_settings(redis, settings)
     worker = worker_cls(engine, store, settings)
     install(worker)
-    rq_worker = PipelineWorker(
-        [store.queue(worker.stage)],
-        connection=redis,
-        serializer=JSONSerializer,
-        name=f"{stage_name}-{socket.gethostname()}-{os.getpid()}",
-        maintenance_interval=settings.maintenance_interval_s,
+    return work_until_stopped(
+        lambda: PipelineWorker(
+            [store.queue(worker.stage)],
+            connection=redis,
+            serializer=JSONSerializer,
+            name=f"{stage_name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
+            maintenance_interval=settings.maintenance_interval_s,
+            liveness_s=settings.worker_liveness_s,
+        ),
+        burst=args.burst,
+        logging_level=settings.log_level.upper(),
     )
-    rq_worker.work(burst=args.burst, with_scheduler=True, logging_level=settings.log_level.upper())
-    return 0
+
+
+def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, logging_level: str) -> int:
+    """Run RQ's work loop, and start it again whenever it gives up because Redis went away.
+
+    RQ retries a lost connection only while waiting for a job; a failure elsewhere (while a job
+    runs, or at start) makes `work()` return. The job that was running then keeps its claim only
+    until its heartbeat expires, and is retried once Redis is back.
+    """
+    delay = 0.5
+    while True:
+        rq_worker = make_worker()
+        try:
+            rq_worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
+            if burst or getattr(rq_worker, "_stop_requested", False):
+                return 0
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("Redis unavailable (%s)", exc)
+        log.warning("work loop ended without a stop request; reconnecting in %.1f s", delay)
+        time.sleep(delay)
+        delay = min(delay * 2, 10.0)
+        try:
+            rq_worker.connection.ping()
+            delay = 0.5
+        except RedisError:
+            pass

@@ -1,0 +1,232 @@
+"""Nothing is lost when a process dies. The real services run as processes (started by the same
+script as `make up`) on the real CPU models, against a Redis this module starts itself with
+append-only persistence, on a free port, in a temporary directory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from redis import Redis
+from support import wav_bytes
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+LONG_QUESTION = (
+    "I have been thinking about the weather all week long. It rained on Monday, it was windy on "
+    "Tuesday, and then the sun came out on Wednesday and stayed until the weekend. What do you "
+    "think the weather will be like tomorrow afternoon, and should I bring an umbrella with me?"
+)
+LIVENESS_S = 4
+MAINTENANCE_S = 2
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+class Stack:
+    """A private Redis (AOF) plus the four services, driven like a user drives `make up`."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.redis_port = free_port()
+        self.api_port = free_port()
+        self.redis_dir = tmp / "redis"
+        self.redis_dir.mkdir()
+        self.url = f"http://127.0.0.1:{self.api_port}"
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+        self.env = {
+            **os.environ,
+            "REDIS_URL": self.redis_url,
+            "API_PORT": str(self.api_port),
+            "S2S_RUN_DIR": str(tmp / "run"),
+            "S2S_VENV": sys.prefix,
+            "WORKER_LIVENESS_S": str(LIVENESS_S),
+            "MAINTENANCE_INTERVAL_S": str(MAINTENANCE_S),
+            "RETRY_INTERVALS_S": "1",
+        }
+
+    def start_redis(self) -> None:
+        subprocess.run(
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(self.redis_port),
+                "--dir", str(self.redis_dir), "--appendonly", "yes", "--appendfsync", "always",
+                "--save", "", "--pidfile", str(self.tmp / "redis.pid"),
+                "--logfile", str(self.tmp / "redis.log"),
+            ],
+            check=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if self.redis().ping():
+                    return
+            except Exception:
+                time.sleep(0.05)
+        raise RuntimeError("test Redis did not start")
+
+    def stop_redis(self) -> None:
+        try:
+            self.redis().shutdown()  # saves the AOF, as a restart of the compose service would
+        except Exception:
+            pass  # the shutdown command closes the connection under us
+        pid_file = self.tmp / "redis.pid"
+        deadline = time.monotonic() + 10
+        while pid_file.exists() and running(int(pid_file.read_text() or 0)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def redis(self) -> Redis:
+        return Redis.from_url(self.redis_url, socket_connect_timeout=1)
+
+    def ctl(self, command: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(ROOT / "scripts" / "s2s"), command],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=400,
+        )
+
+    def up(self) -> None:
+        result = self.ctl("up")
+        assert result.returncode == 0, result.stderr + self.logs()
+
+    def pid(self, service: str) -> int:
+        return int((self.tmp / "run" / f"{service}.pid").read_text())
+
+    def kill(self, service: str) -> None:
+        pid = self.pid(service)
+        os.killpg(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while running(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def logs(self) -> str:
+        run = self.tmp / "run"
+        return "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(run.glob("*.log")))
+
+    def upload(self, http: httpx.Client, data: bytes) -> str:
+        r = http.post("/v1/jobs", files={"audio": ("q.wav", data, "audio/wav")})
+        assert r.status_code == 202, r.text
+        return str(r.json()["id"])
+
+    def field(self, job_id: str, name: str) -> str | None:
+        value = self.redis().hget(f"s2s:job:{job_id}", name)
+        return value.decode() if value is not None else None
+
+    def wait_for_field(self, job_id: str, name: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = self.field(job_id, name)
+            if value is not None:
+                return value
+            time.sleep(0.01)
+        raise AssertionError(f"job {job_id} never got {name}")
+
+    def wait_all(self, http: httpx.Client, ids: list[str], timeout: float) -> dict[str, dict[str, object]]:
+        deadline = time.monotonic() + timeout
+        done: dict[str, dict[str, object]] = {}
+        while len(done) < len(ids) and time.monotonic() < deadline:
+            for job_id in ids:
+                if job_id in done:
+                    continue
+                try:
+                    job = http.get(f"/v1/jobs/{job_id}", params={"wait": 2}).json()
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+                    continue
+                if job["status"] in ("completed", "failed"):
+                    done[job_id] = job
+        missing = [i for i in ids if i not in done]
+        assert not missing, f"jobs never ended: {missing}\n{self.logs()}"
+        return done
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    s = Stack(tmp_path_factory.mktemp("crash"))
+    s.start_redis()
+    try:
+        s.up()
+        yield s
+    finally:
+        s.ctl("down")
+        s.stop_redis()
+
+
+@pytest.fixture(scope="module")
+def long_question() -> bytes:
+    from s2s.settings import Settings
+    from tts_worker.backends.piper import PiperEngine
+
+    engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    return wav_bytes(engine.synthesize(LONG_QUESTION), engine.sample_rate, subtype="PCM_16")
+
+
+def test_worker_killed_mid_stage_job_still_completes(stack: Stack, long_question: bytes) -> None:
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        job_id = stack.upload(http, long_question)
+        first_start = stack.wait_for_field(job_id, "stt_started_at")
+        stack.kill("stt-worker")  # mid-transcription: a long clip takes over a second
+        assert stack.field(job_id, "stt_ended_at") is None, "the stage ended before the kill"
+        killed_at = time.monotonic()
+        stack.up()  # brings back exactly the worker that died
+        job = stack.wait_all(http, [job_id], timeout=120)[job_id]
+    assert job["status"] == "completed", job
+    assert "weather" in str(job["transcript"]).lower()
+    assert stack.field(job_id, "stt_started_at") != first_start  # it really ran again
+    # The documented bound: liveness + maintenance interval, plus the restarted worker's load time.
+    assert time.monotonic() - killed_at < 90
+
+
+def test_api_killed_while_jobs_wait_loses_nothing(stack: Stack, long_question: bytes) -> None:
+    for worker in ("stt-worker", "llm-worker", "tts-worker"):
+        stack.kill(worker)
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        ids = [stack.upload(http, long_question) for _ in range(3)]
+    stack.kill("api")
+    stack.up()
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        jobs = stack.wait_all(http, ids, timeout=180)
+    assert [jobs[i]["status"] for i in ids] == ["completed"] * 3, jobs
+
+
+def test_redis_restart_resumes_queued_and_running_jobs(stack: Stack, long_question: bytes) -> None:
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        ids = [stack.upload(http, long_question) for _ in range(3)]
+        stack.wait_for_field(ids[0], "stt_started_at")
+        stack.stop_redis()
+        away = http.get("/readyz")
+        assert away.status_code == 503 and "redis" in away.json()["detail"]
+        time.sleep(1)
+        stack.start_redis()
+        jobs = stack.wait_all(http, ids, timeout=180)
+        assert [jobs[i]["status"] for i in ids] == ["completed"] * 3, jobs
+        deadline = time.monotonic() + 30
+        while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert http.get("/readyz").status_code == 200  # every worker re-registered on its own
+    # and no service process had to be restarted by hand
+    assert all(running(stack.pid(s)) for s in ("api", "stt-worker", "llm-worker", "tts-worker"))
