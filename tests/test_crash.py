@@ -4,6 +4,7 @@ append-only persistence, on a free port, in a temporary directory."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -88,10 +89,10 @@ class Stack:
         raise RuntimeError("test Redis did not start")
 
     def stop_redis(self) -> None:
-        try:
-            self.redis().shutdown()  # saves the AOF, as a restart of the compose service would
-        except Exception:
-            pass  # the shutdown command closes the connection under us
+        # SHUTDOWN saves the AOF, as a restart of the compose service would; it also closes the
+        # connection under us.
+        with contextlib.suppress(Exception):
+            self.redis().shutdown()
         pid_file = self.tmp / "redis.pid"
         deadline = time.monotonic() + 10
         while pid_file.exists() and running(int(pid_file.read_text() or 0)) and time.monotonic() < deadline:

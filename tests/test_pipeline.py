@@ -13,10 +13,10 @@ from rq.serializers import JSONSerializer
 
 from llm_worker.engine import LLMStage
 from s2s import worker as s2s_worker
-from s2s.worker import PipelineWorker
 from s2s.audio import read_wav
 from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Status, rq_job_id
 from s2s.settings import Settings
+from s2s.worker import PipelineWorker
 from stt_worker.engine import STTStage
 from tts_worker.engine import TTSStage
 
