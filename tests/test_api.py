@@ -68,8 +68,23 @@ def test_uploaded_filename_is_never_used(client: TestClient, redis: Redis) -> No
         (wav_bytes(np.zeros(0, np.float32), 16000), 422, "no audio samples"),
         (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00", 415, "not a readable audio file"),
         (wav_bytes(tone(0.2, 2000), 2000), 415, "sample rate"),
+        (wav_bytes(tone(0.1, 16000, channels=17), 16000), 415, "17 channels"),
+        (b"\xff\xfb\x90\x00" + bytes(400), 415, "not a readable audio file"),
+        (b"fLaC" + bytes(100), 415, "not a readable audio file"),
+        (b"OggS" + bytes(100), 415, "not a readable audio file"),
     ],
-    ids=["empty", "text", "random-bytes", "header-only", "truncated-header", "2kHz"],
+    ids=[
+        "empty",
+        "text",
+        "random-bytes",
+        "header-only",
+        "truncated-header",
+        "2kHz",
+        "17-channels",
+        "mp3-sync-garbage",
+        "flac-magic-garbage",
+        "ogg-magic-garbage",
+    ],
 )
 def test_bad_uploads_get_a_reason(
     client: TestClient, redis: Redis, data: bytes, status: int, words: str
@@ -78,6 +93,20 @@ def test_bad_uploads_get_a_reason(
     assert r.status_code == status, r.text
     assert words in r.json()["detail"]
     assert redis.llen("rq:queue:stt") == 0
+
+
+@pytest.mark.parametrize(("rate", "channels"), [(8000, 1), (192000, 2), (96000, 8), (11025, 16)])
+def test_unusual_but_valid_formats_are_accepted(client: TestClient, rate: int, channels: int) -> None:
+    r = upload(client, wav_bytes(tone(0.5, rate, channels), rate))
+    assert r.status_code == 202, r.text
+    assert r.json()["input_seconds"] == pytest.approx(0.5, abs=0.01)
+
+
+def test_part_content_type_is_not_trusted(client: TestClient) -> None:
+    # What counts is what the bytes are, not what the client says they are.
+    ok = client.post("/v1/jobs", files={"audio": ("x.png", small_wav(), "image/png")})
+    bad = client.post("/v1/jobs", files={"audio": ("x.wav", b"GIF89a" + bytes(64), "audio/wav")})
+    assert ok.status_code == 202 and bad.status_code == 415
 
 
 def test_missing_field(client: TestClient) -> None:

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import read_wav_bytes
+from support import read_wav_bytes, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -118,3 +118,15 @@ def test_up_is_idempotent_and_restarts_only_what_died(service: Service) -> None:
     assert {k: v for k, v in after.items() if k != "tts-worker"} == {
         k: v for k, v in before.items() if k != "tts-worker"
     }
+
+
+def test_silence_ends_as_no_speech_heard(service: Service) -> None:
+    silence = wav_bytes(np.zeros(32000, dtype=np.float32), 16000)
+    with httpx.Client(base_url=service.url, timeout=60) as http:
+        job = http.post("/v1/jobs", files={"audio": ("silence.wav", silence, "audio/wav")}).json()
+        while job["status"] not in ("completed", "failed"):
+            job = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+        assert job["status"] == "failed"
+        assert job["error"] == {"stage": "stt", "message": "no speech heard in the recording"}
+        assert job["reply"] is None
+        assert http.get(f"/v1/jobs/{job['id']}/audio").status_code == 409

@@ -211,6 +211,7 @@ class JobStore:
         self.redis = redis
         self.ttl_s = ttl_s
         self._start_script = redis.register_script(_START_STAGE_LUA)
+        self._update_script = redis.register_script(_UPDATE_LUA)
         self.timeouts = timeouts or StageTimeouts()
         self.retry = retry or RetryPolicy()
 
@@ -314,23 +315,18 @@ class JobStore:
         )
 
     def _update(self, job_id: str, fields: dict[str, str]) -> None:
-        key = job_key(job_id)
-        with self.redis.pipeline() as p:
-            # Never resurrect an expired job as a half-filled hash.
-            p.exists(key)
-            p.hset(key, mapping=_fields(fields))
-            if "status" in fields:
-                p.publish(events_channel(job_id), fields["status"])
-            existed = p.execute()[0]
-        if not existed:
-            self.redis.delete(key)
+        # A script, so an expired job is never resurrected as a half-filled hash.
+        flat = [x for kv in fields.items() for x in kv]
+        self._update_script(
+            keys=[job_key(job_id), events_channel(job_id)], args=[fields.get("status", ""), *flat]
+        )
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> JobRecord | None:
         if not is_job_id(job_id):
             return None
         h = self.redis.hgetall(job_key(job_id))
-        if not h:
+        if b"status" not in h:
             return None
         return JobRecord.from_hash(job_id, {_text(k): _text(v) for k, v in h.items()})
 
@@ -370,6 +366,14 @@ if status ~= 'completed' and status ~= 'failed' then
   redis.call('PUBLISH', KEYS[2], ARGV[1])
 end
 return h
+"""
+
+
+_UPDATE_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+if ARGV[1] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[1]) end
+return 1
 """
 
 
