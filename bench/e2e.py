@@ -113,7 +113,9 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
     parser.add_argument("--out", type=Path, help="also write the table (Markdown) to this file")
@@ -151,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                     transcript=str(job["transcript"]),
                 )
             )
-            print(f"{name}: {rows[-1].e2e * 1000:.0f} ms  {job['transcript']!r} -> {job['reply']!r}", file=sys.stderr)
+            print(
+                f"{name}: {rows[-1].e2e * 1000:.0f} ms  {job['transcript']!r} -> {job['reply']!r}",
+                file=sys.stderr,
+            )
     header = (
         f"E2E benchmark, {len(rows)} recordings from {args.eval_dir.name}/, one at a time, "
         f"{platform.machine()} {platform.system()}, {__import__('os').cpu_count()} CPUs, "

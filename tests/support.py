@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import socket
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -23,3 +25,17 @@ def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, freq: float
 def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
     samples, rate = sf.read(io.BytesIO(data), dtype="float32")
     return samples, int(rate)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False

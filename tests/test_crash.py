@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from redis import Redis
-from support import wav_bytes
+from support import free_port, running, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -29,21 +29,6 @@ LONG_QUESTION = (
 )
 LIVENESS_S = 4
 MAINTENANCE_S = 2
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def running(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
 
 
 class Stack:

@@ -39,12 +39,22 @@ def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
     return {code: {"model": Problem} for code in codes}
 
 
+UPLOAD_ANSWERS = _problems(401, 413, 415, 422, 429, 503)
+
+
 @router.post(
     "/v1/jobs",
     status_code=202,
     response_model=JobView,
-    responses=_problems(401, 413, 415, 422, 429, 503),
+    responses=UPLOAD_ANSWERS,
     summary="Upload a recording; get a job that will hold the spoken reply",
+)
+@router.post(
+    "/transcribe",
+    status_code=202,
+    response_model=JobView,
+    responses=UPLOAD_ANSWERS,
+    summary="Alias of POST /v1/jobs for older (CascadeS2S-style) clients",
 )
 async def create_job(
     response: Response,
@@ -83,24 +93,6 @@ def _accept(store: JobStore, settings: Settings, caller: str | None, data: bytes
     except RedisError as exc:
         raise HTTPException(503, f"the job store is unavailable: {exc}") from exc
     return job
-
-
-@router.post(
-    "/transcribe",
-    status_code=202,
-    response_model=JobView,
-    responses=_problems(401, 413, 415, 422, 429, 503),
-    summary="Alias of POST /v1/jobs for older clients",
-)
-async def transcribe_alias(
-    response: Response,
-    store: StoreDep,
-    settings: SettingsDep,
-    caller: CallerDep,
-    audio_upload: Annotated[UploadFile | None, File(alias="audio", description=AUDIO_FIELD_HELP)] = None,
-    audio_file: Annotated[UploadFile | None, File(description="Older name of the `audio` field.")] = None,
-) -> JobView:
-    return await create_job(response, store, settings, caller, audio_upload, audio_file)
 
 
 def _visible_job(store: JobStore, job_id: str, caller: str | None) -> JobRecord:
