@@ -116,6 +116,13 @@ def test_loads_warms_up_and_speaks_at_model_sr(backend: types.ModuleType) -> Non
     assert float(np.max(np.abs(samples))) <= 1.0
 
 
+def test_sample_rate_is_the_models(backend: types.ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(FakeTurbo, "sr", 22050)
+    engine = backend.ChatterboxEngine.from_settings(heavy_settings())
+    assert engine.sample_rate == 22050
+    assert len(engine.synthesize("Fifteen letters.")) == int(len("Fifteen letters.") / 15 * 22050)
+
+
 def test_runs_on_the_cpu_when_there_is_no_gpu(backend: types.ModuleType) -> None:
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU")
