@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status install test lint typecheck test-light test-heavy check-docker bench
+.PHONY: up down status install test lint typecheck test-light test-heavy check-docker bench load
 
 up:
 	@scripts/s2s up
@@ -28,9 +28,22 @@ typecheck: install
 test-light: install
 	$(PY) -m pytest tests -q
 
-# Everything: style, types, the light suite (real Redis, real CPU models), the GPU backends on
-# tiny models in their own environment, and the static checks of the Docker files.
-test: lint typecheck test-light
+# The GPU backends on tiny models built at test time, in their own environment (torch 2.13 CPU,
+# NeMo, transformers), so the light environment stays free of torch.
+test-heavy:
+	scripts/heavy-env
+	.venv-heavy/bin/python -m pytest tests/heavy -q
+
+# No Docker engine needed: `docker-compose config` and hadolint.
+check-docker:
+	scripts/check-docker
+
+# Everything: style, types, the light suite (real Redis, real CPU models, crash tests), the GPU
+# backends on tiny models, and the static checks of the Docker files.
+test: lint typecheck test-light test-heavy check-docker
 
 bench: install
 	$(PY) bench/e2e.py --out bench/results/e2e.md
+
+load: install
+	$(PY) bench/load.py --out bench/results/load.md

@@ -116,3 +116,13 @@ def test_silence_ends_as_no_speech_heard(service: Service) -> None:
         assert job["error"] == {"stage": "stt", "message": "no speech heard in the recording"}
         assert job["reply"] is None
         assert http.get(f"/v1/jobs/{job['id']}/audio").status_code == 409
+
+
+def test_down_stops_every_service_promptly(service: Service) -> None:
+    pids = service.pids()
+    started = time.monotonic()
+    result = service.ctl("down")
+    assert result.returncode == 0, result.stderr
+    assert not any(running(pid) for pid in pids.values())
+    # SIGTERM is honoured at once by idle workers: no wait for the SIGKILL fallback.
+    assert time.monotonic() - started < 8, result.stderr

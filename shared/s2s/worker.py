@@ -249,7 +249,8 @@ def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, l
         rq_worker = make_worker()
         try:
             rq_worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-            if burst or getattr(rq_worker, "_stop_requested", False):
+            # RQ records a SIGTERM/SIGINT here whether it came while idle or during a job.
+            if burst or getattr(rq_worker, "_shutdown_requested_date", None) is not None:
                 return 0
         except (RedisConnectionError, RedisTimeoutError) as exc:
             log.warning("Redis unavailable (%s)", exc)
