@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Self
 
+from s2s.devices import torch_device
 from s2s.errors import ConfigError, MissingDependencyError, PermanentStageError
 from s2s.settings import Settings
 
@@ -26,17 +27,6 @@ DEFAULT_MODEL = "microsoft/Phi-3-mini-4k-instruct"
 #: Phi-3 closes every turn with <|end|> while its tokenizer's eos is <|endoftext|>: without this
 #: stop the model goes on to write the user's next turn itself.
 END_OF_TURN = "<|end|>"
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise ConfigError(f"MODEL_DEVICE={name} but torch sees {count} CUDA device(s)")
-    return device
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -82,7 +72,7 @@ class TransformersEngine(LLMEngine):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         name = settings.llm_model or DEFAULT_MODEL
-        device = resolve_device(settings.model_device)
+        device = torch.device(torch_device(settings.model_device))
         dtype = resolve_dtype(settings.llm_dtype, device)
         if device.type == "cpu":
             torch.set_num_threads(settings.cpu_threads)

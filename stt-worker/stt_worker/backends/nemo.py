@@ -16,6 +16,7 @@ from typing import Any, Self
 import numpy as np
 
 from s2s.audio import STT_SAMPLE_RATE
+from s2s.devices import torch_device
 from s2s.errors import ConfigError, MissingDependencyError
 from s2s.settings import Settings
 
@@ -34,17 +35,6 @@ log = logging.getLogger("s2s.stt.nemo")
 DEFAULT_MODEL = "nvidia/nemotron-speech-streaming-en-0.6b"
 #: Shorter input holds no word, and the subsampling convolutions need a few frames anyway.
 MIN_SAMPLES = STT_SAMPLE_RATE // 10
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if (device.index or 0) >= count:
-            raise ConfigError(f"MODEL_DEVICE={name} but torch sees {count} CUDA device(s)")
-    return device
 
 
 def load_model(name: str, device: torch.device) -> Any:
@@ -85,7 +75,7 @@ class NemoEngine(STTEngine):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         name = settings.stt_model or DEFAULT_MODEL
-        device = resolve_device(settings.model_device)
+        device = torch.device(torch_device(settings.model_device))
         if device.type == "cpu":
             torch.set_num_threads(settings.cpu_threads)
         model = load_model(name, device)

@@ -17,6 +17,7 @@ from typing import Any, Self
 import numpy as np
 import soundfile as sf
 
+from s2s.devices import torch_device
 from s2s.errors import ConfigError, MissingDependencyError
 from s2s.settings import Settings
 from s2s.text import sentences
@@ -37,17 +38,6 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 MAX_CHARS = 300
 #: Chatterbox refuses shorter reference clips (an assert deep inside prepare_conditionals).
 MIN_VOICE_SECONDS = 5.0
-
-
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(name.partition(":")[2] or 0)
-        if index >= count:
-            raise ConfigError(f"MODEL_DEVICE={name} but torch sees {count} CUDA device(s)")
-    return name
 
 
 def check_voice_clip(path: Path) -> float:
@@ -86,7 +76,7 @@ class ChatterboxEngine(TTSEngine):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        device = resolve_device(settings.model_device)
+        device = torch_device(settings.model_device)
         voice = Path(settings.tts_voice).expanduser() if settings.tts_voice else None
         if voice is not None:
             check_voice_clip(voice)  # before the multi-GB load, so a typo fails fast
