@@ -4,8 +4,8 @@ import pytest
 
 pytest.importorskip("torch")
 
-from s2s.devices import torch_device  # noqa: E402
-from s2s.errors import ConfigError  # noqa: E402
+from s2s.devices import torch_device
+from s2s.errors import ConfigError
 
 
 def test_auto_and_cpu_on_a_machine_without_gpu() -> None:
