@@ -215,3 +215,33 @@ def test_openapi_documents_the_routes(client: TestClient) -> None:
         "/readyz",
         "/transcribe",
     } <= set(paths)
+
+
+def test_many_long_polls_hold_no_threads(redis: Redis, settings: Settings) -> None:
+    """More waiting clients than the thread pool has threads (40): plain requests still go through."""
+    import asyncio
+
+    import httpx
+
+    from s2s.jobs import STAGE_BY_NAME
+
+    app = create_app(settings)
+    store = JobStore.from_settings(redis, settings)
+
+    async def scenario() -> tuple[bool, list[str]]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=30) as c:
+            files = {"audio": ("q.wav", small_wav(), "audio/wav")}
+            job_id = (await c.post("/v1/jobs", files=files)).json()["id"]
+            waiters = [
+                asyncio.create_task(c.get(f"/v1/jobs/{job_id}", params={"wait": 20})) for _ in range(60)
+            ]
+            await asyncio.sleep(0.5)
+            plain = await c.get(f"/v1/jobs/{job_id}")
+            answered_while_waiting = plain.status_code == 200 and not any(w.done() for w in waiters)
+            await asyncio.to_thread(store.fail, job_id, STAGE_BY_NAME["stt"], "stopped")
+            return answered_while_waiting, [(await w).json().get("status", (await w).text) for w in waiters]
+
+    answered_while_waiting, statuses = asyncio.run(scenario())
+    assert answered_while_waiting
+    assert statuses == ["failed"] * 60

@@ -7,10 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from s2s.jobs import JobStore
 from s2s.settings import Settings
 
+from .events import JobEvents
 from .limits import BodySizeLimit
 from .routes import router
 
@@ -25,6 +27,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
         app.state.redis.close()
+        await app.state.events.close()
+        await app.state.events.redis.aclose()
 
     app = FastAPI(
         title="Speech-to-speech service",
@@ -37,6 +41,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         settings.redis_url, socket_connect_timeout=2, socket_timeout=10, health_check_interval=10
     )
     app.state.store = JobStore.from_settings(app.state.redis, settings)
+    # Long polls wait on the event loop, not in threads, so their number is not capped by the pool.
+    app.state.events = JobEvents(AsyncRedis.from_url(settings.redis_url, socket_connect_timeout=2))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD)
     app.include_router(router)
     return app

@@ -1,4 +1,5 @@
-"""Dependencies injected into routes: settings, the Redis connection, the job store, the caller.
+"""Dependencies injected into routes: settings, the job store, the Redis
+connection long polls wait on, and the caller.
 
 They are `async` because none of them blocks: a sync dependency would cost a thread hop per request."""
 
@@ -9,10 +10,11 @@ import secrets
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
-from redis import Redis
 
 from s2s.jobs import JobStore
 from s2s.settings import Settings
+
+from .events import JobEvents
 
 
 async def get_settings(request: Request) -> Settings:
@@ -20,9 +22,9 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
-async def get_redis(request: Request) -> Redis:
-    redis: Redis = request.app.state.redis
-    return redis
+async def get_events(request: Request) -> JobEvents:
+    events: JobEvents = request.app.state.events
+    return events
 
 
 async def get_store(request: Request) -> JobStore:
@@ -31,7 +33,7 @@ async def get_store(request: Request) -> JobStore:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-RedisDep = Annotated[Redis, Depends(get_redis)]
+EventsDep = Annotated[JobEvents, Depends(get_events)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 

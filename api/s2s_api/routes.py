@@ -2,29 +2,31 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import Annotated
 
 from fastapi import APIRouter, File, HTTPException, Query, Response, UploadFile
 from fastapi.responses import JSONResponse
-from redis import Redis
 from redis.exceptions import RedisError
 from rq import Worker
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
 from s2s.errors import AudioError, AudioTooLongError, EmptyAudioError
-from s2s.jobs import STAGES, JobRecord, JobStore, Status, events_channel
+from s2s.jobs import STAGES, JobRecord, JobStore, job_key
 from s2s.settings import Settings
 
-from .deps import CallerDep, RedisDep, SettingsDep, StoreDep
+from .deps import CallerDep, EventsDep, SettingsDep, StoreDep
+from .events import JobEvents
 from .schemas import Health, JobView, Problem
 
 router = APIRouter()
 
 AUDIO_FIELD_HELP = "The recording: WAV (any rate and channels), FLAC, OGG/Vorbis or MP3."
 MAX_WAIT_S = 30.0
-TERMINAL_EVENTS = {s.value.encode() for s in Status if s.terminal}
+RECHECK_S = 5.0
 
 
 def _status_of(exc: AudioError) -> int:
@@ -115,36 +117,36 @@ def _visible_job(store: JobStore, job_id: str, caller: str | None) -> JobRecord:
 async def get_job(
     job_id: str,
     store: StoreDep,
-    redis: RedisDep,
+    events: EventsDep,
     caller: CallerDep,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for the job to end before answering")
     ] = 0,
 ) -> JobView:
-    def read() -> JobRecord:
-        job = _visible_job(store, job_id, caller)
-        return _wait_for_end(store, redis, job, wait) if wait and not job.status.terminal else job
+    job = await run_in_threadpool(_visible_job, store, job_id, caller)
+    if wait and not job.status.terminal:
+        job = await _wait_for_end(events, job, wait)
+    return JobView.of(job)
 
-    return JobView.of(await run_in_threadpool(read))
 
-
-def _wait_for_end(store: JobStore, redis: Redis, job: JobRecord, wait: float) -> JobRecord:
+async def _wait_for_end(events: JobEvents, job: JobRecord, wait: float) -> JobRecord:
     deadline = time.monotonic() + wait
-    pubsub = redis.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
     try:
-        pubsub.subscribe(events_channel(job.id))
-        # Read again after subscribing: an end between the first read and now is not missed.
-        job = store.get(job.id) or job
-        while not job.status.terminal and (left := deadline - time.monotonic()) > 0:
-            message = pubsub.get_message(timeout=min(left, 1.0))
-            # Only an end is worth a read: a hand-over between stages must not cost the API a lookup.
-            if message is not None and message["data"] in TERMINAL_EVENTS:
-                job = store.get(job.id) or job
+        with events.watch(job.id) as ended:
+            # Read again once watching: an end between the first read and now is not missed.
+            job = await _reread(events, job)
+            while not job.status.terminal and (left := deadline - time.monotonic()) > 0:
+                # Also look again now and then, in case the subscription was down when it ended.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended.wait(), timeout=min(left, RECHECK_S))
+                job = await _reread(events, job)
     except RedisError as exc:
         raise HTTPException(503, f"the job store is unavailable: {exc}") from exc
-    finally:
-        pubsub.close()
     return job
+
+
+async def _reread(events: JobEvents, job: JobRecord) -> JobRecord:
+    return JobRecord.from_raw(job.id, await events.redis.hgetall(job_key(job.id))) or job
 
 
 @router.get(

@@ -18,7 +18,8 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
     s2s:job:{id}:input     string  the upload, decoded to 16 kHz mono float WAV
     s2s:job:{id}:audio     list    the reply as 16-bit mono PCM chunks, one per sentence, in order;
                                    readable while synthesis still runs
-    s2s:job:{id}:events    channel a message on every status change (for long polling)
+    s2s:job:{id}:events    channel the new status on every change; the API's long polls listen to
+                                   all of them through one pattern subscription
 
 Queues (RQ, JSON serializer, one per stage): `stt`, `llm`, `tts`. Each RQ job calls
 `s2s.worker.perform(stage, job_id)`; the RQ job id of stage X for pipeline job J is `J-X` and is
@@ -110,6 +111,13 @@ def events_channel(job_id: str) -> str:
     return f"{PREFIX}{job_id}:events"
 
 
+EVENTS_PATTERN: Final = f"{PREFIX}*:events"
+
+
+def job_id_of_channel(channel: bytes | str) -> str:
+    return _text(channel)[len(PREFIX) :].partition(":")[0]
+
+
 def rq_job_id(job_id: str, stage: Stage) -> str:
     return f"{job_id}-{stage.name}"
 
@@ -147,6 +155,13 @@ class JobRecord(BaseModel):
     input_seconds: float | None = None
     audio_sample_rate: int | None = None
     owner: str | None = None
+
+    @classmethod
+    def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
+        """From HGETALL's answer; None for a job that does not exist (or is being deleted)."""
+        if b"status" not in raw:
+            return None
+        return cls.from_hash(job_id, {_text(k): _text(v) for k, v in raw.items()})
 
     @classmethod
     def from_hash(cls, job_id: str, h: dict[str, str]) -> JobRecord:
@@ -325,10 +340,7 @@ class JobStore:
     def get(self, job_id: str) -> JobRecord | None:
         if not is_job_id(job_id):
             return None
-        h = self.redis.hgetall(job_key(job_id))
-        if b"status" not in h:
-            return None
-        return JobRecord.from_hash(job_id, {_text(k): _text(v) for k, v in h.items()})
+        return JobRecord.from_raw(job_id, self.redis.hgetall(job_key(job_id)))
 
     def input_audio(self, job_id: str) -> np.ndarray:
         data = self.redis.get(input_key(job_id))
