@@ -5,8 +5,10 @@
 For each recording in the eval folder (default: ../shared/eval beside the checkout, with its
 refs.json) it uploads the file, waits for the job with the API's long poll, and reports:
 E2E = upload sent -> completion seen by the client; each stage's own work as the job reports it;
-overhead = E2E - (stt + llm + tts), i.e. what queues, hand-overs, HTTP and decoding add; and the
-word error rate of the transcript. Then p50/p95 over all clips and over the clips under 5 s.
+overhead = E2E - (stt + llm + tts), i.e. what the upload request, queues and hand-overs add;
+server overhead = the same from the job's own clock (accepted -> completed), without the upload
+request; and the word error rate of the transcript (lower case, punctuation dropped, numbers as
+words). Then p50/p95 over all clips and over the clips under 5 s.
 """
 
 from __future__ import annotations
@@ -49,8 +51,51 @@ class Row:
         return self.server_total - (self.stt + self.llm + self.tts)
 
 
+_ONES = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+]
+_TENS = ["_", "_", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+_ABBREVIATIONS = {"mr": "mister", "mrs": "missus", "dr": "doctor", "st": "saint"}
+
+
+def _number_words(token: str) -> list[str]:
+    """Whisper writes numbers as digits, the references as words: compare words with words.
+    Long digit strings (codes, digit sequences) are read digit by digit."""
+    n = int(token)
+    if len(token) > 3 or n >= 100:
+        return [_ONES[int(d)] for d in token]
+    if n < 20:
+        return [_ONES[n]]
+    return [_TENS[n // 10]] + ([_ONES[n % 10]] if n % 10 else [])
+
+
 def normalize(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
+    words: list[str] = []
+    for token in re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ").replace(",", "")).split():
+        if token.isdigit():
+            words += _number_words(token)
+        else:
+            words.append(_ABBREVIATIONS.get(token, token))
+    return words
 
 
 def word_errors(ref: list[str], hyp: list[str]) -> int:
