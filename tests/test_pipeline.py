@@ -3,6 +3,7 @@ stand-in engines: hand-over between stages, timings, failures, idempotent re-run
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -181,3 +182,26 @@ def test_expired_job_is_skipped(store: JobStore, engines: dict[str, object], dra
 def test_rq_job_ids_derive_from_the_job(store: JobStore, engines: dict[str, object]) -> None:
     job_id = store.create(one_second()).id
     assert store.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]
+
+
+def test_a_stage_over_its_time_limit_is_stopped_and_fails(
+    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
+) -> None:
+    store = JobStore.from_settings(redis, settings.model_copy(update={"stt_timeout_s": 1}))
+    stt = EchoSTT()
+
+    def stuck(audio: np.ndarray) -> str:
+        time.sleep(30)
+        return "never"
+
+    stt.transcribe = stuck  # type: ignore[method-assign]
+    s2s_worker.install(STTStage(stt, store, settings))
+    job_id = store.create(one_second()).id
+    started = time.monotonic()
+    drain("stt")
+    job = store.get(job_id)
+    assert time.monotonic() - started < 20  # stopped, not waited out
+    assert job is not None and job.status is Status.FAILED and job.error is not None
+    assert job.error.stage == "stt"
+    assert job.error.message == "transcribing the recording took longer than the stt stage's time limit"
+    assert engines["llm"].calls == 0  # type: ignore[attr-defined]
