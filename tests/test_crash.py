@@ -139,12 +139,16 @@ class Stack:
                 if job_id in done:
                     continue
                 try:
-                    job = http.get(f"/v1/jobs/{job_id}", params={"wait": 2}).json()
+                    r = http.get(f"/v1/jobs/{job_id}", params={"wait": 2})
                 except httpx.HTTPError:
                     time.sleep(0.2)
                     continue
-                if job["status"] in ("completed", "failed"):
-                    done[job_id] = job
+                if r.status_code != 200:  # 503 while Redis is away: a client tries again
+                    assert r.status_code == 503, r.text
+                    time.sleep(0.2)
+                    continue
+                if r.json()["status"] in ("completed", "failed"):
+                    done[job_id] = r.json()
         missing = [i for i in ids if i not in done]
         assert not missing, f"jobs never ended: {missing}\n{self.logs()}"
         return done
@@ -205,14 +209,16 @@ def test_redis_restart_resumes_queued_and_running_jobs(stack: Stack, long_questi
         stack.wait_for_field(ids[0], "stt_started_at")
         stack.stop_redis()
         away = http.get("/readyz")
-        assert away.status_code == 503 and "redis" in away.json()["detail"]
+        assert away.status_code == 503 and "redis" in away.json()["detail"], away.text
         time.sleep(1)
         stack.start_redis()
         jobs = stack.wait_all(http, ids, timeout=180)
-        assert [jobs[i]["status"] for i in ids] == ["completed"] * 3, jobs
+        assert [jobs[i]["status"] for i in ids] == ["completed"] * 3, f"{jobs}{stack.logs()}"
         deadline = time.monotonic() + 30
         while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert http.get("/readyz").status_code == 200  # every worker re-registered on its own
+        ready = http.get("/readyz")
+        assert ready.status_code == 200, ready.text + stack.logs()  # every worker re-registered on its own
     # and no service process had to be restarted by hand
-    assert all(running(stack.pid(s)) for s in ("api", "stt-worker", "llm-worker", "tts-worker"))
+    dead = [s for s in ("api", "stt-worker", "llm-worker", "tts-worker") if not running(stack.pid(s))]
+    assert not dead, f"{dead} died{stack.logs()}"
