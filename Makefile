@@ -40,7 +40,7 @@ check-docker:
 
 # Everything: style, types, the light suite (real Redis, real CPU models, crash tests), the GPU
 # backends on tiny models, and the static checks of the Docker files.
-test: lint typecheck test-light test-heavy check-docker
+test: lint typecheck check-docker test-heavy test-light
 
 bench: install
 	$(PY) bench/e2e.py --out bench/results/e2e.md
