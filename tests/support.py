@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -39,3 +40,12 @@ def running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def s2s_ctl(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `scripts/s2s <command>`, the script behind `make up` / `make down`."""
+    script = str(ROOT / "scripts" / "s2s")
+    return subprocess.run([script, command], env=env, capture_output=True, text=True, timeout=400)

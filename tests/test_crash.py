@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 from redis import Redis
-from support import free_port, running, wav_bytes
+from support import free_port, running, s2s_ctl, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -87,13 +87,7 @@ class Stack:
         return Redis.from_url(self.redis_url, socket_connect_timeout=1)
 
     def ctl(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "s2s"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )
+        return s2s_ctl(command, self.env)
 
     def up(self) -> None:
         result = self.ctl("up")

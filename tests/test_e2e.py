@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import free_port, read_wav_bytes, running, wav_bytes
+from support import free_port, read_wav_bytes, running, s2s_ctl, wav_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -35,13 +35,7 @@ class Service:
         }
 
     def ctl(self, command: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [str(ROOT / "scripts" / "s2s"), command],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=400,
-        )
+        return s2s_ctl(command, self.env)
 
     def pids(self) -> dict[str, int]:
         return {p.stem: int(p.read_text()) for p in self.run_dir.glob("*.pid") if p.stem != "redis"}
