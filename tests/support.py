@@ -23,11 +23,6 @@ def tone(seconds: float = 1.0, rate: int = 16000, channels: int = 1, freq: float
     return np.repeat(mono[:, None], channels, axis=1) if channels > 1 else mono
 
 
-def read_wav_bytes(data: bytes) -> tuple[np.ndarray, int]:
-    samples, rate = sf.read(io.BytesIO(data), dtype="float32")
-    return samples, int(rate)
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

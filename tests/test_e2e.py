@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import free_port, read_wav_bytes, running, s2s_ctl, wav_bytes
+from support import free_port, running, s2s_ctl, wav_bytes
+
+from s2s.audio import read_wav
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -73,7 +75,7 @@ def test_spoken_question_gets_a_spoken_reply(service: Service, spoken_question: 
 
         audio = http.get(f"/v1/jobs/{job['id']}/audio")
         assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
-        samples, rate = read_wav_bytes(audio.content)
+        samples, rate = read_wav(audio.content)
         assert len(samples) / rate > 0.5
         assert float(np.sqrt(np.mean(samples**2))) > 0.01  # not silence
 

@@ -14,7 +14,7 @@ from .errors import (
 )
 from .jobs import STAGES, JobRecord, JobStore, Stage, Status
 from .registry import Registry
-from .settings import Settings, get_settings
+from .settings import Settings
 
 __all__ = [
     "STAGES",
@@ -31,5 +31,4 @@ __all__ = [
     "StageError",
     "Status",
     "UnknownBackendError",
-    "get_settings",
 ]

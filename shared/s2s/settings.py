@@ -5,7 +5,6 @@ Each variable is documented in `.env.example`; the names there are these fields 
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
@@ -114,8 +113,3 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value):
             raise ValueError("retry intervals must be >= 0 seconds")
         return value
-
-
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()
