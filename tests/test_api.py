@@ -156,7 +156,7 @@ def test_audio_is_409_until_completed_and_when_failed(
 ) -> None:
     job_id = upload(client, small_wav()).json()["id"]
     r = client.get(f"/v1/jobs/{job_id}/audio")
-    assert r.status_code == 409 and r.json()["status"] == "queued"
+    assert r.status_code == 409 and r.json() == {"detail": "the reply is not ready yet (status: queued)"}
 
     store = JobStore.from_settings(redis, settings)
     from s2s.jobs import STAGE_BY_NAME

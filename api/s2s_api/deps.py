@@ -1,34 +1,34 @@
-"""Dependencies injected into routes: settings, the job store, the Redis
-connection long polls wait on, and the caller.
+"""Dependencies injected into routes: settings, the job store, the job events, and the caller.
 
-They are `async` because none of them blocks: a sync dependency would cost a thread hop per request."""
+They are typed on `HTTPConnection`, so WebSocket and SSE routes can use them too, and are `async`
+because none of them blocks: a sync dependency would cost a thread hop per request."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends
+from starlette.requests import HTTPConnection
 
 from s2s.jobs import JobStore
 from s2s.settings import Settings
 
 from .events import JobEvents
+from .limits import caller_of
 
 
-async def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+async def get_settings(conn: HTTPConnection) -> Settings:
+    settings: Settings = conn.app.state.settings
     return settings
 
 
-async def get_events(request: Request) -> JobEvents:
-    events: JobEvents = request.app.state.events
+async def get_events(conn: HTTPConnection) -> JobEvents:
+    events: JobEvents = conn.app.state.events
     return events
 
 
-async def get_store(request: Request) -> JobStore:
-    store: JobStore = request.app.state.store
+async def get_store(conn: HTTPConnection) -> JobStore:
+    store: JobStore = conn.app.state.store
     return store
 
 
@@ -37,18 +37,20 @@ EventsDep = Annotated[JobEvents, Depends(get_events)]
 StoreDep = Annotated[JobStore, Depends(get_store)]
 
 
-async def get_caller(request: Request, settings: SettingsDep) -> str | None:
-    """The owner tag of the caller's jobs: a hash of its API key, or None when the API is open."""
+async def get_caller(conn: HTTPConnection, settings: SettingsDep) -> str | None:
+    """The owner tag of the caller's jobs: a hash of its API key, or None when the API is open.
+    `RequestGuard` has already refused requests without a valid key."""
     if not settings.api_keys:
         return None
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        raise HTTPException(
-            401, "send an API key as 'Authorization: Bearer <key>'", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if not any(secrets.compare_digest(token.encode(), k.encode()) for k in settings.api_keys):
-        raise HTTPException(401, "the API key is not valid", headers={"WWW-Authenticate": "Bearer"})
-    return hashlib.sha256(token.encode()).hexdigest()[:32]
+    return caller_of(conn.headers.get("authorization", ""), settings.api_keys)
+
+
+async def get_client(conn: HTTPConnection, caller: Annotated[str | None, Depends(get_caller)]) -> str:
+    """Who per-client limits count against: the API key, or the address when the API is open."""
+    if caller is not None:
+        return f"key:{caller}"
+    return f"addr:{conn.client.host if conn.client else 'unknown'}"
 
 
 CallerDep = Annotated[str | None, Depends(get_caller)]
+ClientDep = Annotated[str, Depends(get_client)]

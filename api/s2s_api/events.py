@@ -1,5 +1,6 @@
 """Long polls wait here: one Redis subscription for the whole process, fanned out to the requests
-waiting on each job. However many clients wait, the API holds one connection and no threads."""
+waiting on each job. However many clients wait, the API holds one subscription and no threads;
+a waiter borrows a connection from a bounded pool only for the moment it reads its job."""
 
 from __future__ import annotations
 
@@ -17,9 +18,15 @@ log = logging.getLogger("s2s.api.events")
 TERMINAL = {s.value.encode() for s in Status if s.terminal}
 
 
+class TooManyWaiters(Exception):
+    """More long polls than this process holds at once."""
+
+
 class JobEvents:
-    def __init__(self, redis: AsyncRedis) -> None:
+    def __init__(self, redis: AsyncRedis, max_waiters: int = 1000) -> None:
         self.redis = redis
+        self.max_waiters = max_waiters
+        self.waiting = 0
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._task: asyncio.Task[None] | None = None
 
@@ -31,12 +38,16 @@ class JobEvents:
     @contextlib.contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
         """An event set when the job ends; register before reading the job, so no end is missed."""
+        if self.waiting >= self.max_waiters:
+            raise TooManyWaiters
         self.ensure_listening()
         event = asyncio.Event()
         self._waiters.setdefault(job_id, set()).add(event)
+        self.waiting += 1
         try:
             yield event
         finally:
+            self.waiting -= 1
             waiters = self._waiters.get(job_id)
             if waiters is not None:
                 waiters.discard(event)

@@ -1,39 +1,118 @@
-"""Refuse oversized request bodies as they arrive, before the multipart parser spools them."""
+"""What every request passes before any route sees it: the API key, checked from the headers
+before a body byte is read; the body's size, refused as it arrives; the time the whole body may
+take to arrive; and how many bodies one process receives at once.
+
+A pure ASGI middleware, so that nothing here reads or buffers a body it is about to refuse."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import secrets
+
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from s2s.settings import Settings
 
-class BodySizeLimit:
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+#: Paths anyone may reach, also when API keys are set: what orchestrators probe.
+OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def caller_of(authorization: str, keys: list[str]) -> str | None:
+    """The owner tag of a valid bearer key (a hash, never the key), or None for no valid key."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return None
+    if not any(secrets.compare_digest(token.encode(), k.encode()) for k in keys):
+        return None
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+class RequestGuard:
+    def __init__(self, app: ASGIApp, settings: Settings, max_body_bytes: int) -> None:
         self.app = app
-        self.max_bytes = max_bytes
-
-    def _detail(self) -> str:
-        return f"the request body is larger than the limit of {self.max_bytes} bytes"
+        self.keys = settings.api_keys
+        self.max_body_bytes = max_body_bytes
+        self.body_timeout_s = settings.upload_timeout_s
+        self.max_in_flight = settings.max_uploads_in_flight
+        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse({"detail": self._detail()}, 413, headers={"Connection": "close"})
-            await response(scope, receive, send)
+        headers = Headers(scope=scope)
+        if self.keys and scope["path"] not in OPEN_PATHS:
+            authorization = headers.get("authorization", "")
+            if caller_of(authorization, self.keys) is None:
+                detail = (
+                    "the API key is not valid"
+                    if authorization
+                    else "send an API key as 'Authorization: Bearer <key>'"
+                )
+                await _refuse(scope, receive, send, 401, detail, {"WWW-Authenticate": "Bearer"})
+                return
+        if scope["method"] not in BODY_METHODS:
+            await self.app(scope, receive, send)
             return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body_bytes:
+            await _refuse(scope, receive, send, 413, self._too_large())
+            return
+        if self.in_flight >= self.max_in_flight:
+            detail = "the service is receiving too many uploads at once; try again shortly"
+            await _refuse(scope, receive, send, 503, detail, {"Retry-After": "5"})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, self._limited(receive), send)
+        finally:
+            self.in_flight -= 1
+
+    def _too_large(self) -> str:
+        return f"the request body is larger than the limit of {self.max_body_bytes} bytes"
+
+    def _limited(self, receive: Receive) -> Receive:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
         received = 0
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # after the body: only a disconnect can come, and waiting for it is fine
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                # Raised inside the app's body parsing, so it is answered like any HTTP error.
+                raise HTTPException(
+                    408,
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    # Raised inside the app's body parsing, so FastAPI answers it as a 413.
-                    raise HTTPException(413, self._detail())
+                if received > self.max_body_bytes:
+                    raise HTTPException(413, self._too_large(), headers={"Connection": "close"})
+                complete = not message.get("more_body", False)
             return message
 
-        await self.app(scope, limited_receive, send)
+        return limited_receive
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+) -> None:
+    # Connection: close, because the body the client may still be sending is never read.
+    response = JSONResponse({"detail": detail}, status, headers={**(headers or {}), "Connection": "close"})
+    await response(scope, receive, send)

@@ -1,15 +1,18 @@
 """Audio in and out: decode what users upload, convert it for STT, and frame the reply as WAV.
 
-libsndfile (through soundfile) reads WAV, FLAC, OGG/Vorbis and MP3 from memory, so nothing a
-client sends is ever written to disk or named after the client's filename.
+Uploads are read from memory or a spooled file, never written under a name a client chose.
+What is accepted is an allowlist of containers and codecs (`ACCEPTED`): libsndfile (through
+soundfile) reads WAV, FLAC, Ogg and MP3; WebM/Opus, what Chromium's MediaRecorder makes, is
+read with PyAV. Decoding goes block by block, down-mixed and resampled as it goes, so an upload
+never holds more than its 16 kHz mono result plus one block, whatever its header claims.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import struct
-from typing import Final
+from collections.abc import Iterator
+from typing import IO, Final
 
 import numpy as np
 import soundfile as sf
@@ -21,52 +24,122 @@ STT_SAMPLE_RATE: Final = 16_000
 MIN_SAMPLE_RATE: Final = 4_000
 MAX_SAMPLE_RATE: Final = 384_000
 MAX_CHANNELS: Final = 16
-READABLE_FORMATS: Final = ("WAV", "FLAC", "OGG", "MP3")
+#: Container -> codecs accepted in it, as libsndfile (or, for WEBM, ffmpeg) names them.
+_PCM: Final = frozenset({"PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE", "ULAW", "ALAW"})
+ACCEPTED: Final[dict[str, frozenset[str]]] = {
+    "WAV": _PCM,
+    "WAVEX": _PCM,
+    "FLAC": frozenset({"PCM_S8", "PCM_16", "PCM_24"}),
+    "OGG": frozenset({"VORBIS", "OPUS"}),
+    "MP3": frozenset({"MPEG_LAYER_III"}),
+    "WEBM": frozenset({"OPUS"}),
+}
+ACCEPTED_NAMES: Final = "WAV (PCM, float, u-law, A-law), FLAC, Ogg Vorbis, Ogg Opus, MP3, WebM Opus"
+#: About 1 MiB of decoded samples per block, whatever the channel count.
+_BLOCK_BYTES: Final = 1 << 20
+_EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
 
 
-def decode_upload(data: bytes, max_seconds: float) -> np.ndarray:
-    """Decode an upload into 16 kHz mono float32 samples in [-1, 1], or raise an AudioError."""
-    if not data:
+def _not_accepted(what: str) -> UndecodableAudioError:
+    return UndecodableAudioError(f"{what}; send one of: {ACCEPTED_NAMES}")
+
+
+def decode_upload(data: bytes | IO[bytes], max_seconds: float) -> np.ndarray:
+    """Decode an upload into 16 kHz mono float32 samples in [-1, 1], or raise an AudioError.
+
+    `data` is the whole upload or a seekable file holding it."""
+    src: IO[bytes] = io.BytesIO(data) if isinstance(data, bytes | bytearray) else data
+    head = src.read(4)
+    src.seek(0)
+    if not head:
         raise EmptyAudioError("the upload is empty")
-    try:
-        info = sf.info(io.BytesIO(data))
-    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+    blocks = _webm_blocks(src) if head == _EBML_MAGIC else _sndfile_blocks(src, max_seconds)
+    return _to_stt_rate(blocks, max_seconds)
+
+
+def _check_shape(rate: int, channels: int) -> None:
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
         raise UndecodableAudioError(
-            f"not a readable audio file (send {', '.join(READABLE_FORMATS)}): {_reason(exc)}"
-        ) from exc
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise UndecodableAudioError(
-            f"sample rate {info.samplerate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
+            f"sample rate {rate} Hz is outside {MIN_SAMPLE_RATE}-{MAX_SAMPLE_RATE} Hz"
         )
-    if not 1 <= info.channels <= MAX_CHANNELS:
-        raise UndecodableAudioError(f"{info.channels} channels; at most {MAX_CHANNELS} are accepted")
-    # The header's length lets us refuse a long recording before decoding all of it.
-    if info.frames > 0 and info.frames / info.samplerate > max_seconds:
-        raise AudioTooLongError(
-            f"the recording lasts {info.frames / info.samplerate:.1f} s; the limit is {max_seconds:g} s"
-        )
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise UndecodableAudioError(f"{channels} channels; at most {MAX_CHANNELS} are accepted")
+
+
+def _too_long(seconds: float, max_seconds: float) -> AudioTooLongError:
+    return AudioTooLongError(f"the recording lasts {seconds:.1f} s or more; the limit is {max_seconds:g} s")
+
+
+def _sndfile_blocks(src: IO[bytes], max_seconds: float) -> Iterator[tuple[np.ndarray, int]]:
     try:
-        samples, rate = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        f = sf.SoundFile(src)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        raise UndecodableAudioError(f"the audio data could not be decoded: {_reason(exc)}") from exc
-    if samples.shape[0] == 0:
+        raise _not_accepted("not a readable audio file") from exc
+    with f:
+        if f.subtype not in ACCEPTED.get(f.format, ()):
+            raise _not_accepted(f"{f.format_info} with {f.subtype_info} is not accepted")
+        _check_shape(f.samplerate, f.channels)
+        # The header's length refuses a long recording before any decoding; the blocks are
+        # counted too, since a header may lie (or, for MP3, only estimate).
+        if f.frames > 0 and f.frames / f.samplerate > max_seconds:
+            raise _too_long(f.frames / f.samplerate, max_seconds)
+        blocksize = max(1024, _BLOCK_BYTES // (4 * f.channels))
+        try:
+            for block in f.blocks(blocksize=blocksize, dtype="float32", always_2d=True):
+                yield block, f.samplerate
+        except (sf.LibsndfileError, RuntimeError, ValueError) as exc:
+            raise UndecodableAudioError("the audio data could not be decoded") from exc
+
+
+def _webm_blocks(src: IO[bytes]) -> Iterator[tuple[np.ndarray, int]]:
+    import av  # imported here: only WebM needs it, and it is a large module
+
+    try:
+        container = av.open(src, mode="r", format="matroska")
+    except (av.FFmpegError, ValueError) as exc:
+        raise _not_accepted("not a readable WebM file") from exc
+    with container:
+        audio_streams = container.streams.audio
+        if len(audio_streams) != 1 or audio_streams[0].codec_context.name != "opus":
+            raise _not_accepted("only WebM with one Opus audio track is accepted")
+        stream = audio_streams[0]
+        _check_shape(stream.codec_context.sample_rate or 48_000, stream.codec_context.channels or 1)
+        try:
+            for frame in container.decode(stream):
+                if frame.format.name != "flt" and frame.format.name != "fltp":
+                    raise _not_accepted("unexpected sample format in the WebM file")
+                samples = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+                channels = len(frame.layout.channels)
+                samples = samples.T if frame.format.is_planar else samples.reshape(-1, channels)
+                _check_shape(frame.sample_rate, channels)
+                yield np.asarray(samples, dtype=np.float32), frame.sample_rate
+        except av.FFmpegError as exc:
+            raise UndecodableAudioError("the audio data could not be decoded") from exc
+
+
+def _to_stt_rate(blocks: Iterator[tuple[np.ndarray, int]], max_seconds: float) -> np.ndarray:
+    out: list[np.ndarray] = []
+    resampler: soxr.ResampleStream | None = None
+    rate_in = 0
+    seconds_in = 0.0
+    for block, rate in blocks:
+        if rate_in and rate != rate_in:
+            raise UndecodableAudioError("the sample rate changes within the recording")
+        if not rate_in:
+            rate_in = rate
+            if rate != STT_SAMPLE_RATE:
+                resampler = soxr.ResampleStream(rate, STT_SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+        seconds_in += block.shape[0] / rate
+        if seconds_in > max_seconds:
+            raise _too_long(seconds_in, max_seconds)
+        mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+        mono = np.clip(np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        out.append(resampler.resample_chunk(mono) if resampler else mono.copy())
+    if seconds_in == 0:
         raise EmptyAudioError("the recording holds no audio samples")
-    if samples.shape[0] / rate > max_seconds:
-        raise AudioTooLongError(
-            f"the recording lasts {samples.shape[0] / rate:.1f} s; the limit is {max_seconds:g} s"
-        )
-    mono = samples.mean(axis=1) if samples.shape[1] > 1 else samples[:, 0]
-    mono = np.clip(np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
-    if rate != STT_SAMPLE_RATE:
-        mono = soxr.resample(mono, rate, STT_SAMPLE_RATE, quality="HQ")
-    return np.ascontiguousarray(mono, dtype=np.float32)
-
-
-def _reason(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    # libsndfile names the in-memory file object ("Error opening <_io.BytesIO ...>: "); drop that.
-    text = re.sub(r"^Error opening <[^>]*>:\s*", "", lines[-1]) if lines else ""
-    return text or type(exc).__name__
+    if resampler is not None:
+        out.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
 
 def to_wav(samples: np.ndarray, sample_rate: int, subtype: str = "PCM_16") -> bytes:

@@ -15,11 +15,16 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
                                    created_at/updated_at/completed_at, {stage}_started_at,
                                    {stage}_ended_at, {stage}_s (the stage's own work), total_s,
                                    input_seconds, audio_sample_rate, owner
-    s2s:job:{id}:input     string  the upload, decoded to 16 kHz mono float WAV
+    s2s:job:{id}:input     string  the upload, decoded to 16 kHz mono 16-bit WAV; deleted once STT has
+                                   read it or the job ends, so only the record and the reply stay
     s2s:job:{id}:audio     list    the reply as 16-bit mono PCM chunks, one per sentence, in order;
                                    readable while synthesis still runs
     s2s:job:{id}:events    channel the new status on every change; the API's long polls listen to
                                    all of them through one pattern subscription
+    s2s:active             zset    every unfinished job, scored by when it expires: admission counts
+    s2s:active:{client}    zset    the same per client (API key, or address when the API is open);
+                                   a job leaves both when it ends, or when it expires unfinished
+    s2s:rate:{client}:{minute} string uploads the client made in that minute (expires after it)
 
 Queues (RQ, JSON serializer, one per stage): `stt`, `llm`, `tts`. Each RQ job calls
 `s2s.worker.perform(stage, job_id)`; the RQ job id of stage X for pipeline job J is `J-X` and is
@@ -86,6 +91,12 @@ def next_stage(stage: Stage) -> Stage | None:
     return STAGES[i + 1] if i + 1 < len(STAGES) else None
 
 
+def done_statuses(stage: Stage) -> list[Status]:
+    """The statuses of a job that has gone past `stage`: a later stage's, or an end."""
+    later = [s.status for s in STAGES[STAGES.index(stage) + 1 :]]
+    return later + [s for s in Status if s.terminal]
+
+
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
@@ -105,6 +116,15 @@ def input_key(job_id: str) -> str:
 
 def audio_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:audio"
+
+
+ACTIVE_KEY: Final = "s2s:active"
+#: Share of Redis's maxmemory past which uploads are refused (the rest is for accepted jobs).
+STORAGE_CEILING: Final = 0.9
+
+
+def active_key(client: str | None = None) -> str:
+    return f"{ACTIVE_KEY}:{client}" if client else ACTIVE_KEY
 
 
 def events_channel(job_id: str) -> str:
@@ -192,6 +212,24 @@ class JobRecord(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class AdmissionLimits:
+    """What the store admits: unfinished jobs in all, and per client (0: no per-client limit)."""
+
+    max_active: int = 1_000_000
+    max_active_per_client: int = 0
+    max_per_minute: int = 0
+
+
+class AdmissionRefused(Exception):
+    """A new job was refused: `limit` is "queue" (too many unfinished jobs), "client" (the client
+    has too many unfinished) or "rate" (too many uploads this minute)."""
+
+    def __init__(self, limit: str, retry_after_s: int) -> None:
+        self.limit, self.retry_after_s = limit, retry_after_s
+        super().__init__(limit)
+
+
 @dataclass
 class RetryPolicy:
     retries: int = 2
@@ -227,6 +265,7 @@ class JobStore:
         self.ttl_s = ttl_s
         self._start_script = redis.register_script(_START_STAGE_LUA)
         self._update_script = redis.register_script(_UPDATE_LUA)
+        self._admit_script = redis.register_script(_ADMIT_LUA)
         self.timeouts = timeouts or StageTimeouts()
         self.retry = retry or RetryPolicy()
 
@@ -258,9 +297,22 @@ class JobStore:
         return True
 
     # ------------------------------------------------------------------ transitions
-    def create(self, samples: np.ndarray, owner: str | None = None, job_id: str | None = None) -> JobRecord:
-        """Store a decoded upload as a new queued job and put it on the first queue."""
+    def create(
+        self,
+        samples: np.ndarray,
+        owner: str | None = None,
+        job_id: str | None = None,
+        client: str | None = None,
+        limits: AdmissionLimits | None = None,
+    ) -> JobRecord:
+        """Store a decoded upload as a new queued job and put it on the first queue.
+
+        With `limits`, the job is admitted only while fewer than `limits.max_active` jobs are
+        unfinished, `client` has fewer than `limits.max_active_per_client` of them and made fewer
+        than `limits.max_per_minute` uploads this minute; otherwise `AdmissionRefused` says which
+        limit, and nothing is stored. The check and the write are one atomic script."""
         job_id = job_id or new_job_id()
+        limits = limits or AdmissionLimits()
         now = time.time()
         record = {
             "status": Status.QUEUED.value,
@@ -268,25 +320,47 @@ class JobStore:
             "updated_at": repr(now),
             "input_seconds": repr(len(samples) / audio.STT_SAMPLE_RATE),
             "owner": owner or "",
+            "client": client or "",
         }
-        wav = audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="FLOAT")
-        with self.redis.pipeline() as p:
-            p.set(input_key(job_id), wav, ex=self.ttl_s)
-            p.hset(job_key(job_id), mapping=_fields(record))
-            p.expire(job_key(job_id), self.ttl_s)
-            p.execute()
+        minute = int(now // 60)
+        refused = self._admit_script(
+            keys=[
+                job_key(job_id),
+                input_key(job_id),
+                active_key(),
+                active_key(client),
+                f"s2s:rate:{client}:{minute}",
+            ],
+            args=[
+                job_id,
+                repr(now),
+                repr(now + self.ttl_s),
+                self.ttl_s,
+                limits.max_active,
+                limits.max_active_per_client if client else 0,
+                limits.max_per_minute if client else 0,
+                audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="PCM_16"),
+                *[x for kv in record.items() for x in kv],
+            ],
+        )
+        if refused:
+            which = _text(refused)
+            retry_after = 60 - int(now % 60) if which == "rate" else 5
+            raise AdmissionRefused(which, retry_after)
         self.enqueue(job_id, STAGES[0])
         return JobRecord.from_hash(job_id, record)
 
     def start_stage(self, job_id: str, stage: Stage) -> JobRecord | None:
         """Mark the stage started and return the job as it was, in one round trip. A job that
-        expired, or already ended, is returned untouched (None for expired)."""
+        expired is None; one that already ended, or went past this stage, is returned untouched
+        (a redelivery; `handle` then does nothing)."""
         key = job_key(job_id)
         now = repr(time.time())
+        done = [s.value for s in done_statuses(stage)]
         # One script, so "is it still running?" and "mark it started" cannot interleave with a fail().
         raw = self._start_script(
             keys=[key, events_channel(job_id)],
-            args=[stage.status.value, f"{stage.name}_started_at", now],
+            args=[stage.status.value, f"{stage.name}_started_at", now, *done],
         )
         if not raw:
             return None
@@ -311,7 +385,8 @@ class JobStore:
             }
         else:
             fields["status"] = following.status.value
-        self._update(job.id, fields)
+        # The upload is needed by STT alone: drop it as soon as STT is done with it.
+        self._update(job.id, fields, drop_input=stage is STAGES[0])
         if following is not None:
             self.enqueue(job.id, following)
 
@@ -329,12 +404,29 @@ class JobStore:
             },
         )
 
-    def _update(self, job_id: str, fields: dict[str, str]) -> None:
-        # A script, so an expired job is never resurrected as a half-filled hash.
+    def _update(self, job_id: str, fields: dict[str, str], drop_input: bool = False) -> None:
+        # A script, so an expired job is never resurrected as a half-filled hash, and a job that
+        # ends leaves the admission counts and drops its upload in the same step.
         flat = [x for kv in fields.items() for x in kv]
         self._update_script(
-            keys=[job_key(job_id), events_channel(job_id)], args=[fields.get("status", ""), *flat]
+            keys=[job_key(job_id), events_channel(job_id), input_key(job_id), active_key()],
+            args=[job_id, fields.get("status", ""), "1" if drop_input else "0", *flat],
         )
+
+    def storage_nearly_full(self) -> bool:
+        """Redis is past `STORAGE_CEILING` of its `maxmemory`: new uploads wait, so that the jobs
+        already accepted still have room to finish (with `noeviction`, a full Redis refuses
+        every write, the workers' too)."""
+        info = self.redis.info("memory")
+        limit = int(info.get("maxmemory", 0))
+        return limit > 0 and int(info.get("used_memory", 0)) >= STORAGE_CEILING * limit
+
+    def active_count(self) -> int:
+        """Unfinished jobs (expired ones are dropped from the count as they are seen)."""
+        with self.redis.pipeline() as p:
+            p.zremrangebyscore(active_key(), "-inf", time.time())
+            p.zcard(active_key())
+            return int(p.execute()[1])
 
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> JobRecord | None:
@@ -345,7 +437,7 @@ class JobStore:
     def input_audio(self, job_id: str) -> np.ndarray:
         data = self.redis.get(input_key(job_id))
         if data is None:
-            raise KeyError(f"the uploaded audio of job {job_id} has expired")
+            raise KeyError(f"the uploaded audio of job {job_id} is gone")
         samples, _ = audio.read_wav(_bytes(data))
         return samples
 
@@ -369,23 +461,62 @@ class JobStore:
         return audio.pcm16_wav_header(job.audio_sample_rate or 16000, len(data)) + data
 
 
+# ARGV: the stage's status, its started_at field, now, then the statuses that mean "done already".
 _START_STAGE_LUA = """
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return h end
 local status = redis.call('HGET', KEYS[1], 'status')
-if status ~= 'completed' and status ~= 'failed' then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
-  redis.call('PUBLISH', KEYS[2], ARGV[1])
+for i = 4, #ARGV do
+  if status == ARGV[i] then return h end
 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
+redis.call('PUBLISH', KEYS[2], ARGV[1])
 return h
 """
 
 
+# KEYS: job, events, input, active. ARGV: job id, new status or '', drop input '1'/'0', fields...
 _UPDATE_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-if ARGV[1] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[1]) end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
+if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
+  redis.call('DEL', KEYS[3])
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  local client = redis.call('HGET', KEYS[1], 'client')
+  if client and client ~= '' then redis.call('ZREM', KEYS[4] .. ':' .. client, ARGV[1]) end
+end
+if ARGV[2] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[2]) end
 return 1
+"""
+
+
+# KEYS: job, input, active, active of the client, the client's uploads this minute.
+# ARGV: job id, now, expiry time, ttl, max active, max active per client (0: none), max uploads
+# per minute (0: none), the input, then the record's fields.
+_ADMIT_LUA = """
+local now = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
+if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return 'queue' end
+local per_client, per_minute = tonumber(ARGV[6]), tonumber(ARGV[7])
+if per_client > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) >= per_client then return 'client' end
+end
+if per_minute > 0 then
+  if tonumber(redis.call('GET', KEYS[5]) or '0') >= per_minute then return 'rate' end
+  redis.call('INCR', KEYS[5])
+  redis.call('EXPIRE', KEYS[5], 61)
+end
+redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[4])
+redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+if per_client > 0 then
+  redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
+  redis.call('EXPIRE', KEYS[4], ARGV[4])
+end
+return false
 """
 
 

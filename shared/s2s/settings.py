@@ -33,8 +33,26 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     max_upload_bytes: PositiveInt = 25 * 1024 * 1024
     max_audio_seconds: PositiveFloat = 120.0
-    #: Accepted jobs waiting in the STT queue beyond which uploads get 429.
+    #: Unfinished jobs (all clients together) beyond which uploads get 429.
     max_queue_depth: PositiveInt = 100
+    #: Unfinished jobs one client (API key, or address when the API is open) may have.
+    max_jobs_per_client: PositiveInt = 20
+    #: Uploads one client may make per minute.
+    max_uploads_per_minute: PositiveInt = 60
+    #: The whole request body must arrive within this many seconds, or the answer is 408.
+    upload_timeout_s: PositiveFloat = 30.0
+    #: Request bodies being received at once by one API process; beyond it, 503 at once.
+    max_uploads_in_flight: PositiveInt = 512
+    #: Uploads decoded at once by one API process (each holds at most its 16 kHz result).
+    decode_concurrency: PositiveInt = 2
+    #: Long polls (`?wait=`) one API process holds at once; beyond it, 429.
+    max_waiters: PositiveInt = 1000
+    #: Connections one API process serves at once (uvicorn's limit; beyond it, 503).
+    api_max_connections: PositiveInt = 2048
+    #: Seconds an idle keep-alive connection is kept open.
+    api_keepalive_s: PositiveInt = 5
+    #: Serve /docs, /redoc and /openapi.json (behind a key when API_KEYS is set).
+    api_docs: bool = True
     #: Bearer tokens; empty means the API is open. Comma separated in the environment.
     api_keys: Annotated[list[str], NoDecode] = []
 

@@ -34,7 +34,7 @@ from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
 from .errors import ConfigError, PermanentStageError
-from .jobs import STAGE_BY_NAME, JobRecord, JobStore, Stage
+from .jobs import STAGE_BY_NAME, JobRecord, JobStore, Stage, done_statuses
 from .registry import Registry
 from .settings import Settings
 
@@ -73,8 +73,8 @@ class StageWorker(ABC, Generic[E]):
         if job is None:
             log.warning("%s: job %s has expired; nothing to do", self.stage.name, job_id)
             return
-        if job.status.terminal:
-            # An at-least-once redelivery of a job that already ended.
+        if job.status in done_statuses(self.stage):
+            # An at-least-once redelivery of a stage the job has already gone past.
             return
         started = time.perf_counter()
         try:
@@ -114,6 +114,7 @@ def on_failure(
         return
     stage_name, job_id = job.args
     stage = STAGE_BY_NAME[stage_name]
+    log.error("%s: job %s failed for good: %s: %s", stage_name, job_id, exc_type and exc_type.__name__, exc)
     JobStore(connection, ttl_s=1).fail(job_id, stage, failure_message(stage, exc_type, exc))
 
 
@@ -122,8 +123,8 @@ def failure_message(stage: Stage, exc_type: type[BaseException] | None, exc: Bas
         return f"the {stage.name} worker stopped while {stage.verb}, and no retry was left"
     if exc_type is not None and issubclass(exc_type, JobTimeoutException):
         return f"{stage.verb} took longer than the {stage.name} stage's time limit"
-    detail = f"{exc_type.__name__ if exc_type else 'error'}: {exc}" if exc else "unknown error"
-    return f"error while {stage.verb}: {detail}"
+    # The exception stays in the worker's log: it may name hosts, paths or internals.
+    return f"an internal error stopped {stage.verb}; the {stage.name} worker's log has the details"
 
 
 class PipelineWorker(SimpleWorker):
