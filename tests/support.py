@@ -44,3 +44,48 @@ def s2s_ctl(command: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     """Run `scripts/s2s <command>`, the script behind `make up` / `make down`."""
     script = str(ROOT / "scripts" / "s2s")
     return subprocess.run([script, command], env=env, capture_output=True, text=True, timeout=400)
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process now, in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    """Until `url` answers at all (any status)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
+
+
+def start_api(env: dict[str, str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The real API as a process (`s2s-api`) on a free port; returns it and its base URL.
+    `cwd` should hold no `.env`, so only `env` counts."""
+    import os
+    import sys
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.prefix) / "bin" / "s2s-api")],
+        env={**os.environ, **env, "API_PORT": str(port), "API_HOST": "127.0.0.1"},
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/healthz")
+    return proc, base

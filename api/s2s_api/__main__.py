@@ -21,6 +21,11 @@ def main() -> int:
         port=settings.api_port,
         log_level=settings.log_level.lower(),
         timeout_graceful_shutdown=5,
+        # Beyond this many connections uvicorn answers 503 at once instead of accepting more.
+        limit_concurrency=settings.api_max_connections,
+        timeout_keep_alive=settings.api_keepalive_s,
+        # Headers larger than this are refused (h11 default is 16 KiB).
+        h11_max_incomplete_event_size=16 * 1024,
     )
     return 0
 

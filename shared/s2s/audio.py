@@ -2,9 +2,10 @@
 
 Uploads are read from memory or a spooled file, never written under a name a client chose.
 What is accepted is an allowlist of containers and codecs (`ACCEPTED`): libsndfile (through
-soundfile) reads WAV, FLAC, Ogg and MP3; WebM/Opus, what Chromium's MediaRecorder makes, is
-read with PyAV. Decoding goes block by block, down-mixed and resampled as it goes, so an upload
-never holds more than its 16 kHz mono result plus one block, whatever its header claims.
+soundfile) reads WAV, FLAC and Ogg; ffmpeg (through PyAV) reads MP3 and WebM/Opus, what
+Chromium's MediaRecorder makes. Decoding goes block by block, down-mixed and resampled as it
+goes, so an upload never holds more than its 16 kHz mono result plus one block, whatever its
+header claims.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ ACCEPTED: Final[dict[str, frozenset[str]]] = {
     "WEBM": frozenset({"OPUS"}),
 }
 ACCEPTED_NAMES: Final = "WAV (PCM, float, u-law, A-law), FLAC, Ogg Vorbis, Ogg Opus, MP3, WebM Opus"
+#: ffmpeg's names for the codecs of the containers it reads for us (libsndfile's MP3 reading from
+#: memory fails at random on some files, so MP3 goes through ffmpeg too).
+_FFMPEG_CODECS: Final = {"WEBM": frozenset({"opus"}), "MP3": frozenset({"mp3", "mp3float"})}
 #: About 1 MiB of decoded samples per block, whatever the channel count.
 _BLOCK_BYTES: Final = 1 << 20
 _EBML_MAGIC: Final = b"\x1a\x45\xdf\xa3"
@@ -53,7 +57,12 @@ def decode_upload(data: bytes | IO[bytes], max_seconds: float) -> np.ndarray:
     src.seek(0)
     if not head:
         raise EmptyAudioError("the upload is empty")
-    blocks = _webm_blocks(src) if head == _EBML_MAGIC else _sndfile_blocks(src, max_seconds)
+    if head == _EBML_MAGIC:
+        blocks = _ffmpeg_blocks(src, "matroska", _FFMPEG_CODECS["WEBM"])
+    elif head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        blocks = _ffmpeg_blocks(src, "mp3", _FFMPEG_CODECS["MP3"])
+    else:
+        blocks = _sndfile_blocks(src, max_seconds)
     return _to_stt_rate(blocks, max_seconds)
 
 
@@ -91,30 +100,34 @@ def _sndfile_blocks(src: IO[bytes], max_seconds: float) -> Iterator[tuple[np.nda
             raise UndecodableAudioError("the audio data could not be decoded") from exc
 
 
-def _webm_blocks(src: IO[bytes]) -> Iterator[tuple[np.ndarray, int]]:
-    import av  # imported here: only WebM needs it, and it is a large module
+def _ffmpeg_blocks(src: IO[bytes], demuxer: str, codecs: frozenset[str]) -> Iterator[tuple[np.ndarray, int]]:
+    """Blocks from ffmpeg (PyAV), for the containers libsndfile does not read reliably from memory.
+    Only the named demuxer is tried, and only a stream of an accepted codec is decoded."""
+    import av  # imported here: a large module, and only these formats need it
 
     try:
-        container = av.open(src, mode="r", format="matroska")
-    except (av.FFmpegError, ValueError) as exc:
-        raise _not_accepted("not a readable WebM file") from exc
+        container = av.open(src, mode="r", format=demuxer)
+    except (av.FFmpegError, ValueError, UnicodeDecodeError) as exc:
+        raise _not_accepted("not a readable audio file") from exc
+    decoded = False
     with container:
-        audio_streams = container.streams.audio
-        if len(audio_streams) != 1 or audio_streams[0].codec_context.name != "opus":
-            raise _not_accepted("only WebM with one Opus audio track is accepted")
-        stream = audio_streams[0]
-        _check_shape(stream.codec_context.sample_rate or 48_000, stream.codec_context.channels or 1)
+        streams = container.streams.audio
+        if len(streams) != 1 or streams[0].codec_context.name not in codecs:
+            raise _not_accepted("only one audio track of an accepted codec is accepted")
         try:
-            for frame in container.decode(stream):
-                if frame.format.name != "flt" and frame.format.name != "fltp":
-                    raise _not_accepted("unexpected sample format in the WebM file")
-                samples = frame.to_ndarray()  # (channels, n) planar or (1, n * channels) packed
+            for frame in container.decode(streams[0]):
                 channels = len(frame.layout.channels)
-                samples = samples.T if frame.format.is_planar else samples.reshape(-1, channels)
                 _check_shape(frame.sample_rate, channels)
+                samples = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
+                samples = samples.T if frame.format.is_planar else samples.reshape(-1, channels)
+                if samples.dtype.kind == "i":
+                    samples = samples / float(np.iinfo(samples.dtype).max + 1)
+                decoded = True
                 yield np.asarray(samples, dtype=np.float32), frame.sample_rate
         except av.FFmpegError as exc:
             raise UndecodableAudioError("the audio data could not be decoded") from exc
+    if not decoded:
+        raise _not_accepted("not a readable audio file")
 
 
 def _to_stt_rate(blocks: Iterator[tuple[np.ndarray, int]], max_seconds: float) -> np.ndarray:
