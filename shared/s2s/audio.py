@@ -121,7 +121,7 @@ def _ffmpeg_blocks(src: IO[bytes], demuxer: str, codecs: frozenset[str]) -> Iter
                 samples = frame.to_ndarray()  # planar: (channels, n); packed: (1, n * channels)
                 samples = samples.T if frame.format.is_planar else samples.reshape(-1, channels)
                 if samples.dtype.kind == "i":
-                    samples = samples / float(np.iinfo(samples.dtype).max + 1)
+                    samples = samples / 2.0 ** (8 * samples.dtype.itemsize - 1)
                 decoded = True
                 yield np.asarray(samples, dtype=np.float32), frame.sample_rate
         except av.FFmpegError as exc:
