@@ -103,6 +103,10 @@ class Stack:
         while running(pid) and time.monotonic() < deadline:
             time.sleep(0.02)
 
+    def log(self, service: str) -> str:
+        path = self.tmp / "run" / f"{service}.log"
+        return path.read_text() if path.exists() else ""
+
     def logs(self) -> str:
         run = self.tmp / "run"
         return "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(run.glob("*.log")))
@@ -216,3 +220,79 @@ def test_redis_restart_resumes_queued_and_running_jobs(stack: Stack, long_questi
     # and no service process had to be restarted by hand
     dead = [s for s in ("api", "stt-worker", "llm-worker", "tts-worker") if not running(stack.pid(s))]
     assert not dead, f"{dead} died{stack.logs()}"
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                kids.append(int(stat.parent.name))
+    return kids
+
+
+def test_workers_start_no_process_of_their_own(stack: Stack) -> None:
+    for worker in ("stt-worker", "llm-worker", "tts-worker"):
+        assert _children(stack.pid(worker)) == [], f"{worker} has child processes"
+
+
+def _busy_stages(stack: Stack, ids: list[str]) -> set[str]:
+    """The stages that hold one of the jobs, running or waiting in their queue."""
+    stage_of = {"queued": "stt", "transcribing": "stt", "generating": "llm", "synthesizing": "tts"}
+    return {stage_of[s] for s in (stack.field(i, "status") for i in ids) if s in stage_of}
+
+
+@pytest.mark.parametrize("outage_s", [10, 60])
+def test_redis_outage_while_every_stage_is_busy(stack: Stack, long_question: bytes, outage_s: int) -> None:
+    logs = {w: stack.log(w) for w in ("stt-worker", "llm-worker", "tts-worker")}
+    with httpx.Client(base_url=stack.url, timeout=30) as http:
+        stack.up()
+        ids = [stack.upload(http, long_question) for _ in range(3)]
+        deadline = time.monotonic() + 120
+        # STT is the quick stage here: add work for it once the first job has reached TTS.
+        while "tts" not in _busy_stages(stack, ids) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        ids += [stack.upload(http, long_question) for _ in range(2)]
+        busy = _busy_stages(stack, ids)
+        assert busy == {"stt", "llm", "tts"}, f"the stages were not all busy at once: {busy}"
+        stack.stop_redis()
+        away = http.get("/readyz")
+        assert away.status_code == 503 and "redis" in away.json()["detail"], away.text
+        refused = http.post("/v1/jobs", files={"audio": ("q.wav", long_question, "audio/wav")})
+        assert refused.status_code == 503 and refused.headers["retry-after"], refused.text
+        time.sleep(outage_s)
+        stack.start_redis()
+        jobs = stack.wait_all(http, ids, timeout=300)
+        assert [jobs[i]["status"] for i in ids] == ["completed"] * 5, f"{jobs}{stack.logs()}"
+        deadline = time.monotonic() + 60
+        while http.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert http.get("/readyz").status_code == 200, stack.logs()
+    dead = [s for s in ("api", "stt-worker", "llm-worker", "tts-worker") if not running(stack.pid(s))]
+    assert not dead, f"{dead} died{stack.logs()}"
+    for worker, before in logs.items():
+        new = stack.log(worker)[len(before) :]
+        # once when it went (if the worker noticed at all), once when it came back
+        assert new.count("Redis unavailable") <= 1, new
+
+
+def test_make_down_stops_leftovers_of_earlier_runs(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    env = {**os.environ, "S2S_RUN_DIR": str(run), "S2S_VENV": sys.prefix, "API_PORT": str(free_port())}
+    # As if an earlier `make up` had started it and its pid file were lost since.
+    stray = subprocess.Popen(
+        [str(Path(sys.prefix) / "bin" / "s2s-api")], env=env, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        time.sleep(1)
+        assert stray.poll() is None
+        result = s2s_ctl("down", env)
+        assert result.returncode == 0, result.stderr
+        assert stray.wait(10) is not None
+        assert "leftover" in result.stderr
+    finally:
+        if stray.poll() is None:
+            stray.kill()

@@ -50,8 +50,16 @@ def build_messages(system_prompt: str, transcript: str) -> list[ChatMessage]:
     return messages
 
 
+#: A question like the ones users ask, for the warm-up.
+WARMUP_QUESTION = "Hello, can you hear me? What is the weather like today?"
+
+
 class LLMStage(StageWorker[LLMEngine]):
     stage = STAGE_BY_NAME["llm"]
+
+    def warmup(self) -> None:
+        # The real system prompt, so the prompt cache holds it before the first job.
+        self.engine.generate(build_messages(self.settings.llm_system_prompt, WARMUP_QUESTION))
 
     def process(self, job: JobRecord) -> dict[str, str]:
         if not job.transcript:

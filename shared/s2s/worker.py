@@ -10,6 +10,7 @@ model loaded at start serves every job).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import socket
@@ -23,13 +24,12 @@ from types import TracebackType
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from redis import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError
+from rq.exceptions import AbandonedJobError, NoSuchJobError
 from rq.executions import Execution
 from rq.job import Job
+from rq.registry import ScheduledJobRegistry
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
@@ -62,6 +62,10 @@ class StageWorker(ABC, Generic[E]):
         self.engine = engine
         self.store = store
         self.settings = settings
+
+    def warmup(self) -> None:
+        """Run the stage's real path once before taking jobs, so the first job costs what later
+        ones do (caches, lazy initialisation, prompt processing)."""
 
     @abstractmethod
     def process(self, job: JobRecord) -> dict[str, str]:
@@ -140,12 +144,28 @@ class PipelineWorker(SimpleWorker):
     one sits on the path between two stages.
     """
 
-    def __init__(self, *args: Any, liveness_s: int = 20, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, liveness_s: int = 20, retry_mover: bool = False, **kwargs: Any) -> None:
         # RQ waits on the queue for worker_ttl - 15 s between heartbeats; keep that well inside.
         kwargs.setdefault("worker_ttl", liveness_s + 15 - max(1, liveness_s // 4))
         super().__init__(*args, **kwargs)
         self.liveness_s = liveness_s
+        self.stop_requested = False
         self._beating: threading.Event | None = None
+        self._mover = RetryMover(self.queues, self.connection) if retry_mover else None
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        # RQ records a SIGTERM/SIGINT here whether it came while idle or during a job.
+        self.stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        if self._mover is not None and not self._mover.is_alive():
+            self._mover.start()
+
+    def stop_retry_mover(self) -> None:
+        if self._mover is not None:
+            self._mover.stop.set()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         timeout = min(timeout or self.liveness_s, self.liveness_s)
@@ -180,6 +200,58 @@ class PipelineWorker(SimpleWorker):
                 self.maintain_heartbeats(job, execution)
             except RedisError as exc:  # the main thread meets the same outage and handles it
                 log.warning("heartbeat failed: %s", exc)
+
+
+class RetryMover(threading.Thread):
+    """Puts retries whose wait is over back on their queue: what RQ's scheduler does, but in a
+    thread of the worker, so no process of its own outlives the worker (RQ forks one that a
+    SIGKILL leaves behind, still holding a 60 s lock every other worker then waits out).
+
+    Several workers of a stage may run one each: a lock of a few seconds, renewed while its holder
+    lives, lets one of them move the jobs, and another take over soon after it dies."""
+
+    INTERVAL_S = 1.0
+    LOCK_TTL_MS = 3000
+
+    def __init__(self, queues: list[Queue], connection: Redis) -> None:
+        super().__init__(name="s2s-retries", daemon=True)
+        self.queues = queues
+        self.connection = connection
+        self.me = uuid.uuid4().hex
+        self.stop = threading.Event()
+        self._hold = connection.register_script(_HOLD_LOCK_LUA)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.INTERVAL_S):
+            with contextlib.suppress(RedisError):  # the work loop meets the same outage and logs it
+                self.move_due()
+
+    def move_due(self) -> int:
+        moved = 0
+        for queue in self.queues:
+            if not self._hold(keys=[f"s2s:retry-lock:{queue.name}"], args=[self.me, self.LOCK_TTL_MS]):
+                continue
+            registry = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
+            for rq_id in registry.get_jobs_to_schedule(int(time.time())):
+                try:
+                    job = Job.fetch(rq_id, connection=self.connection, serializer=queue.serializer)
+                except NoSuchJobError:  # expired meanwhile
+                    registry.remove(rq_id)
+                    continue
+                with self.connection.pipeline() as p:
+                    queue.enqueue_job(job, pipeline=p)
+                    registry.remove(job, pipeline=p)
+                    p.execute()
+                moved += 1
+        return moved
+
+
+_HOLD_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
 
 
 def load_engine(registry: Registry[E], name: str, settings: Settings) -> E:
@@ -223,6 +295,9 @@ def serve(
     )
     store = JobStore.from_settings(redis, settings)
     worker = worker_cls(engine, store, settings)
+    started = time.perf_counter()
+    worker.warmup()
+    log.info("%s: the stage's real path warmed up in %.2f s", stage_name, time.perf_counter() - started)
     install(worker)
     return work_until_stopped(
         lambda: PipelineWorker(
@@ -232,6 +307,7 @@ def serve(
             name=f"{stage_name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}",
             maintenance_interval=settings.maintenance_interval_s,
             liveness_s=settings.worker_liveness_s,
+            retry_mover=True,
         ),
         burst=args.burst,
         logging_level=settings.log_level.upper(),
@@ -239,27 +315,34 @@ def serve(
 
 
 def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, logging_level: str) -> int:
-    """Run RQ's work loop, and start it again whenever it gives up because Redis went away.
+    """Run RQ's work loop until a stop is asked for, through any number of Redis outages.
 
     RQ retries a lost connection only while waiting for a job; a failure elsewhere (while a job
-    runs, or at start) makes `work()` return. The job that was running then keeps its claim only
-    until its heartbeat expires, and is retried once Redis is back.
+    runs, at start, or while building the worker) ends `work()`. Here the process keeps its model,
+    waits with backoff until Redis answers, and starts the loop again; the outage is logged once,
+    and once more when it ends. The job that was running keeps its claim only until its heartbeat
+    lapses, and is retried once Redis is back.
     """
+    outage_since: float | None = None
     delay = 0.5
     while True:
-        rq_worker = make_worker()
+        rq_worker: PipelineWorker | None = None
         try:
-            rq_worker.work(burst=burst, with_scheduler=True, logging_level=logging_level)
-            # RQ records a SIGTERM/SIGINT here whether it came while idle or during a job.
-            if burst or getattr(rq_worker, "_shutdown_requested_date", None) is not None:
+            rq_worker = make_worker()
+            if outage_since is not None:
+                log.warning("Redis answers again after %.1f s; taking jobs", time.monotonic() - outage_since)
+                outage_since, delay = None, 0.5
+            rq_worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+            if burst or rq_worker.stop_requested:
                 return 0
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            log.warning("Redis unavailable (%s)", exc)
-        log.warning("work loop ended without a stop request; reconnecting in %.1f s", delay)
+        except RedisError as exc:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning("Redis unavailable (%s: %s); reconnecting with backoff", type(exc).__name__, exc)
+        finally:
+            if rq_worker is not None:
+                rq_worker.stop_retry_mover()
+        if rq_worker is not None and rq_worker.stop_requested:
+            return 0
         time.sleep(delay)
-        delay = min(delay * 2, 10.0)
-        try:
-            rq_worker.connection.ping()
-            delay = 0.5
-        except RedisError:
-            pass
+        delay = min(delay * 2, 5.0)

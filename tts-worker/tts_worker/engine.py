@@ -41,8 +41,16 @@ BACKENDS: Registry[TTSEngine] = Registry(
 )
 
 
+#: A reply like the ones the LLM writes, for the warm-up.
+WARMUP_REPLY = "The weather today is mild and sunny, with a light breeze in the afternoon."
+
+
 class TTSStage(StageWorker[TTSEngine]):
     stage = STAGE_BY_NAME["tts"]
+
+    def warmup(self) -> None:
+        for sentence in sentences(WARMUP_REPLY):
+            self.engine.synthesize(sentence)
 
     def process(self, job: JobRecord) -> dict[str, str]:
         if not job.reply:
