@@ -206,3 +206,38 @@ def test_a_stage_over_its_time_limit_is_stopped_and_fails(
     assert job.error.stage == "stt"
     assert job.error.message == "transcribing the recording took longer than the stt stage's time limit"
     assert engines["llm"].calls == 0  # type: ignore[attr-defined]
+
+
+def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
+    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
+) -> None:
+    from rq.registry import ScheduledJobRegistry
+
+    from s2s.worker import RetryMover
+
+    store = JobStore.from_settings(
+        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [1]})
+    )
+    stt = EchoSTT()
+    errors = [ConnectionError("flaky")]
+
+    def flaky(audio: np.ndarray) -> str:
+        if errors:
+            raise errors.pop()
+        return "second time lucky"
+
+    stt.transcribe = flaky  # type: ignore[method-assign]
+    s2s_worker.install(STTStage(stt, store, settings))
+    job_id = store.create(one_second()).id
+    drain("stt")
+    queue = store.queue(STAGE_BY_NAME["stt"])
+    assert ScheduledJobRegistry(queue=queue).count == 1 and queue.count == 0  # waiting its interval
+    mover, other = RetryMover([queue], redis), RetryMover([queue], redis)
+    assert mover.move_due() == 0  # not due yet; `mover` now holds the stage's lock
+    time.sleep(2.1)
+    assert other.move_due() == 0  # due, but another worker's mover holds the lock
+    assert mover.move_due() == 1
+    assert queue.count == 1 and ScheduledJobRegistry(queue=queue).count == 0
+    drain("stt")
+    job = store.get(job_id)
+    assert job is not None and job.transcript == "second time lucky"
