@@ -107,10 +107,12 @@ def before_load_schema(context: schemathesis.HookContext, raw_schema: dict[str, 
                 body["properties"][name] = {**files[0], "description": prop.get("description", "")}
 
 
-def _load(app: Any) -> Any:
+def _load(app: Any, key: str | None = None) -> Any:
     schemathesis.hook(before_load_schema)
+    # With keys set, the schema itself needs one.
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
     try:
-        return schemathesis.openapi.from_asgi("/openapi.json", app)
+        return schemathesis.openapi.from_asgi("/openapi.json", app, headers=headers)
     finally:
         GLOBAL_HOOK_DISPATCHER.unregister(before_load_schema)
 
@@ -121,7 +123,7 @@ def _load(app: Any) -> Any:
 OPEN_APP = _app()
 KEYED_APP = _app(api_keys=[API_KEY], max_queue_depth=QUEUE_LIMIT)
 open_schema = _load(OPEN_APP)
-keyed_schema = _load(KEYED_APP)
+keyed_schema = _load(KEYED_APP, API_KEY)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 from redis import Redis
 from redis.exceptions import RedisError
 from rq import Queue, SimpleWorker
-from rq.exceptions import AbandonedJobError, NoSuchJobError
+from rq.exceptions import AbandonedJobError, NoSuchJobError, StopRequested
 from rq.executions import Execution
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -329,12 +329,15 @@ def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, l
         rq_worker: PipelineWorker | None = None
         try:
             rq_worker = make_worker()
+            rq_worker.connection.ping()
             if outage_since is not None:
                 log.warning("Redis answers again after %.1f s; taking jobs", time.monotonic() - outage_since)
                 outage_since, delay = None, 0.5
             rq_worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
             if burst or rq_worker.stop_requested:
                 return 0
+        except StopRequested:  # a SIGTERM while RQ's handlers were still installed, between loops
+            return 0
         except RedisError as exc:
             if outage_since is None:
                 outage_since = time.monotonic()
@@ -344,5 +347,8 @@ def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, l
                 rq_worker.stop_retry_mover()
         if rq_worker is not None and rq_worker.stop_requested:
             return 0
-        time.sleep(delay)
+        try:
+            time.sleep(delay)
+        except StopRequested:
+            return 0
         delay = min(delay * 2, 5.0)
