@@ -32,7 +32,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.hooks import GLOBAL_HOOK_DISPATCHER
 from support import tone, wav_bytes
 
-from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore
+from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Reply, SpokenReply, Transcript
+from s2s.queues import StageQueues
 from s2s.settings import Settings
 from s2s_api import create_app
 
@@ -68,7 +69,8 @@ def _owner(key: str) -> str:
 def _register_workers(redis: Redis, store: JobStore) -> None:
     """A registered (not running) worker per stage, so /readyz is 200 and any 5xx is a bug."""
     for stage in STAGES:
-        Worker([store.queue(stage)], connection=redis, name=f"fuzz-{stage.name}").register_birth()
+        queue = StageQueues(redis).queue(stage)
+        Worker([queue], connection=redis, name=f"fuzz-{stage.name}").register_birth()
 
 
 def _seed_jobs(store: JobStore, owner: str | None) -> dict[str, str]:
@@ -79,13 +81,13 @@ def _seed_jobs(store: JobStore, owner: str | None) -> dict[str, str]:
     store.append_audio(done.id, b"\x00\x01" * 800)
     stored = store.get(done.id)
     assert stored is not None
-    store.finish_stage(stored, STAGE_BY_NAME["tts"], 0.1, {"transcript": "hi", "reply": "hello"})
+    store.finish_stage(stored, STAGE_BY_NAME["stt"], 0.1, Transcript(transcript="hi"))
+    store.finish_stage(stored, STAGE_BY_NAME["llm"], 0.1, Reply(reply="hello"))
+    store.finish_stage(stored, STAGE_BY_NAME["tts"], 0.1, SpokenReply(audio_sample_rate=16000))
     failed = store.create(samples, owner=owner)
     store.fail(failed.id, STAGE_BY_NAME["stt"], "no speech heard in the recording")
     foreign = store.create(samples, owner=_owner(OTHER_KEY))
     store.fail(foreign.id, STAGE_BY_NAME["stt"], "not yours")
-    # The seeded jobs sit in the STT queue too; empty it so the upload limit is the fuzzer's.
-    store.queue(STAGES[0]).empty()
     return {"completed": done.id, "failed": failed.id, "foreign": foreign.id}
 
 
@@ -128,17 +130,17 @@ keyed_schema = _load(KEYED_APP, API_KEY)
 
 @pytest.fixture
 def open_api(redis: Redis) -> None:
-    _register_workers(redis, OPEN_APP.state.store)
+    _register_workers(redis, OPEN_APP.state.pipeline.store)
 
 
 @pytest.fixture
 def keyed_api(redis: Redis) -> None:
-    _register_workers(redis, KEYED_APP.state.store)
+    _register_workers(redis, KEYED_APP.state.pipeline.store)
 
 
 @pytest.fixture
 def real_jobs(redis: Redis, keyed_api: None) -> dict[str, str]:
-    return _seed_jobs(KEYED_APP.state.store, _owner(API_KEY))
+    return _seed_jobs(KEYED_APP.state.pipeline.store, _owner(API_KEY))
 
 
 @FUZZ

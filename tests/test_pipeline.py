@@ -12,38 +12,46 @@ from fakes import EchoSTT, ToneTTS, UpperLLM
 from redis import Redis
 from rq.serializers import JSONSerializer
 
-from llm_worker.engine import LLMStage
+from llm_worker.engine import LLMHandler
 from s2s import worker as s2s_worker
 from s2s.audio import read_wav
-from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Status, rq_job_id
+from s2s.jobs import ROUTES, STAGE_BY_NAME, STAGES, JobStore, Reply, Status, Transcript
+from s2s.pipeline import Pipeline
+from s2s.queues import PipelineWorker, rq_job_id
 from s2s.settings import Settings
-from s2s.worker import PipelineWorker
-from stt_worker.engine import STTStage
-from tts_worker.engine import TTSStage
+from stt_worker.engine import STTHandler
+from tts_worker.engine import TTSHandler
 
 Drain = Callable[..., None]
 
 
 @pytest.fixture
-def store(redis: Redis, settings: Settings) -> JobStore:
-    return JobStore.from_settings(redis, settings)
+def pipeline(redis: Redis, settings: Settings) -> Pipeline:
+    return Pipeline.from_settings(redis, settings)
 
 
 @pytest.fixture
-def engines(store: JobStore, settings: Settings) -> dict[str, object]:
+def store(pipeline: Pipeline) -> JobStore:
+    return pipeline.store
+
+
+@pytest.fixture
+def engines(pipeline: Pipeline, settings: Settings) -> dict[str, object]:
     stt, llm, tts = EchoSTT(), UpperLLM(), ToneTTS()
-    s2s_worker.install(STTStage(stt, store, settings))
-    s2s_worker.install(LLMStage(llm, store, settings))
-    s2s_worker.install(TTSStage(tts, store, settings))
+    s2s_worker.install(STTHandler(stt, pipeline, settings))
+    s2s_worker.install(LLMHandler(llm, pipeline, settings))
+    s2s_worker.install(TTSHandler(tts, pipeline, settings))
     return {"stt": stt, "llm": llm, "tts": tts}
 
 
 @pytest.fixture
-def drain(store: JobStore) -> Drain:
+def drain(pipeline: Pipeline) -> Drain:
     def run(*names: str) -> None:
         for name in names or [s.name for s in STAGES]:
             PipelineWorker(
-                [store.queue(STAGE_BY_NAME[name])], connection=store.redis, serializer=JSONSerializer
+                [pipeline.queues.queue(STAGE_BY_NAME[name])],
+                connection=pipeline.store.redis,
+                serializer=JSONSerializer,
             ).work(burst=True)
 
     return run
@@ -53,8 +61,10 @@ def one_second() -> np.ndarray:
     return np.zeros(16000, dtype=np.float32) + 0.1
 
 
-def test_job_goes_through_every_stage(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second()).id
+def test_job_goes_through_every_stage(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
     assert store.get(job_id).status is Status.QUEUED  # type: ignore[union-attr]
 
     drain("stt")
@@ -76,8 +86,10 @@ def test_job_goes_through_every_stage(store: JobStore, engines: dict[str, object
     assert len(samples) == sum(len(c) * 100 for c in engines["tts"].calls)  # type: ignore[attr-defined]
 
 
-def test_system_prompt_is_sent(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    store.create(one_second())
+def test_system_prompt_is_sent(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    pipeline.submit(one_second())
     drain()
     messages = engines["llm"].seen[0]  # type: ignore[attr-defined]
     assert [m.role for m in messages] == ["system", "user"]
@@ -85,10 +97,10 @@ def test_system_prompt_is_sent(store: JobStore, engines: dict[str, object], drai
 
 
 def test_failing_stage_fails_the_job_and_stops_the_pipeline(
-    store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
 ) -> None:
     engines["llm"].error = RuntimeError("model exploded")  # type: ignore[attr-defined]
-    job_id = store.create(one_second()).id
+    job_id = pipeline.submit(one_second()).id
     drain()
     job = store.get(job_id)
     assert job is not None and job.status is Status.FAILED
@@ -97,15 +109,16 @@ def test_failing_stage_fails_the_job_and_stops_the_pipeline(
     assert "model exploded" not in job.error.message and "writing the reply" in job.error.message
     assert job.transcript == "heard 16000 samples"  # the work done before stays visible
     assert engines["tts"].calls == []  # type: ignore[attr-defined]
-    assert store.queue(STAGE_BY_NAME["tts"]).count == 0
+    assert pipeline.queues.queue(STAGE_BY_NAME["tts"]).count == 0
 
 
 def test_transient_error_is_retried(
     redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
 ) -> None:
-    store = JobStore.from_settings(
+    pipeline = Pipeline.from_settings(
         redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
     )
+    store = pipeline.store
     stt = EchoSTT()
     errors = [ConnectionError("flaky")]
 
@@ -115,8 +128,8 @@ def test_transient_error_is_retried(
         return "second time lucky"
 
     stt.transcribe = flaky  # type: ignore[method-assign]
-    s2s_worker.install(STTStage(stt, store, settings))
-    job_id = store.create(one_second()).id
+    s2s_worker.install(STTHandler(stt, pipeline, settings))
+    job_id = pipeline.submit(one_second()).id
     drain("stt")
     drain("stt")  # the retry was put back on the queue
     job = store.get(job_id)
@@ -124,10 +137,10 @@ def test_transient_error_is_retried(
 
 
 def test_silence_is_a_permanent_no_speech_failure(
-    store: JobStore, settings: Settings, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, settings: Settings, engines: dict[str, object], drain: Drain
 ) -> None:
-    s2s_worker.install(STTStage(EchoSTT(text="  "), store, settings))
-    job_id = store.create(np.zeros(16000, dtype=np.float32)).id
+    s2s_worker.install(STTHandler(EchoSTT(text="  "), pipeline, settings))
+    job_id = pipeline.submit(np.zeros(16000, dtype=np.float32)).id
     drain()
     job = store.get(job_id)
     assert job is not None and job.status is Status.FAILED
@@ -140,21 +153,23 @@ def test_silence_is_a_permanent_no_speech_failure(
 
 
 def test_rerun_of_a_stage_does_not_fork_the_pipeline(
-    store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
 ) -> None:
-    job_id = store.create(one_second()).id
+    job_id = pipeline.submit(one_second()).id
     drain("stt")
     # As if the STT worker died after handing over and its job ran again.
     s2s_worker.perform("stt", job_id)
-    assert store.queue(STAGE_BY_NAME["llm"]).count == 1
-    assert store.enqueue(job_id, STAGE_BY_NAME["llm"]) is False
+    assert pipeline.queues.queue(STAGE_BY_NAME["llm"]).count == 1
+    assert pipeline.queues.enqueue(job_id, STAGE_BY_NAME["llm"]) is False
     drain("llm", "tts")
     assert engines["llm"].calls == 1  # type: ignore[attr-defined]
     assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
 
 
-def test_rerun_of_tts_overwrites_the_audio(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second()).id
+def test_rerun_of_tts_overwrites_the_audio(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
     drain("stt", "llm")
     s2s_worker.perform("tts", job_id)
     first = store.get(job_id)
@@ -165,30 +180,37 @@ def test_rerun_of_tts_overwrites_the_audio(store: JobStore, engines: dict[str, o
     assert len(store.reply_wav(first)) == size
 
 
-def test_finished_job_is_not_redone(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second()).id
+def test_finished_job_is_not_redone(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
     drain()
     s2s_worker.perform("stt", job_id)
     assert engines["stt"].calls == 1  # type: ignore[attr-defined]
 
 
-def test_expired_job_is_skipped(store: JobStore, engines: dict[str, object], drain: Drain) -> None:
-    job_id = store.create(one_second()).id
+def test_expired_job_is_skipped(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
     store.redis.delete(f"s2s:job:{job_id}")
     drain()
     assert engines["stt"].calls == 0  # type: ignore[attr-defined]
     assert store.get(job_id) is None
 
 
-def test_rq_job_ids_derive_from_the_job(store: JobStore, engines: dict[str, object]) -> None:
-    job_id = store.create(one_second()).id
-    assert store.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]
+def test_rq_job_ids_derive_from_the_job(
+    pipeline: Pipeline, store: JobStore, engines: dict[str, object]
+) -> None:
+    job_id = pipeline.submit(one_second()).id
+    assert pipeline.queues.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]
 
 
 def test_a_stage_over_its_time_limit_is_stopped_and_fails(
     redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
 ) -> None:
-    store = JobStore.from_settings(redis, settings.model_copy(update={"stt_timeout_s": 1}))
+    pipeline = Pipeline.from_settings(redis, settings.model_copy(update={"stt_timeout_s": 1}))
+    store = pipeline.store
     stt = EchoSTT()
 
     def stuck(audio: np.ndarray) -> str:
@@ -196,8 +218,8 @@ def test_a_stage_over_its_time_limit_is_stopped_and_fails(
         return "never"
 
     stt.transcribe = stuck  # type: ignore[method-assign]
-    s2s_worker.install(STTStage(stt, store, settings))
-    job_id = store.create(one_second()).id
+    s2s_worker.install(STTHandler(stt, pipeline, settings))
+    job_id = pipeline.submit(one_second()).id
     started = time.monotonic()
     drain("stt")
     job = store.get(job_id)
@@ -213,11 +235,12 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
 ) -> None:
     from rq.registry import ScheduledJobRegistry
 
-    from s2s.worker import RetryMover
+    from s2s.queues import RetryMover
 
-    store = JobStore.from_settings(
+    pipeline = Pipeline.from_settings(
         redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [1]})
     )
+    store = pipeline.store
     stt = EchoSTT()
     errors = [ConnectionError("flaky")]
 
@@ -227,10 +250,10 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
         return "second time lucky"
 
     stt.transcribe = flaky  # type: ignore[method-assign]
-    s2s_worker.install(STTStage(stt, store, settings))
-    job_id = store.create(one_second()).id
+    s2s_worker.install(STTHandler(stt, pipeline, settings))
+    job_id = pipeline.submit(one_second()).id
     drain("stt")
-    queue = store.queue(STAGE_BY_NAME["stt"])
+    queue = pipeline.queues.queue(STAGE_BY_NAME["stt"])
     assert ScheduledJobRegistry(queue=queue).count == 1 and queue.count == 0  # waiting its interval
     mover, other = RetryMover([queue], redis), RetryMover([queue], redis)
     assert mover.move_due() == 0  # not due yet; `mover` now holds the stage's lock
@@ -241,3 +264,37 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
     drain("stt")
     job = store.get(job_id)
     assert job is not None and job.transcript == "second time lucky"
+
+
+@pytest.mark.parametrize(
+    ("route", "inputs", "ran"),
+    [
+        ("stt", None, ["stt"]),
+        ("llm-tts", Transcript(transcript="what time is it"), ["llm", "tts"]),
+        ("tts", Reply(reply="It is noon. Have a nice lunch."), ["tts"]),
+    ],
+)
+def test_a_job_runs_exactly_the_stages_of_its_route(
+    pipeline: Pipeline,
+    engines: dict[str, object],
+    drain: Drain,
+    route: str,
+    inputs: Transcript | Reply | None,
+    ran: list[str],
+) -> None:
+    samples = one_second() if route.startswith("stt") else None
+    job = pipeline.submit(samples, route=ROUTES[route], inputs=inputs)
+    drain()
+    done = pipeline.store.get(job.id)
+    assert done is not None and done.status is Status.COMPLETED, done
+    assert [s.name for s in done.route] == route.split("-")
+    calls = {
+        "stt": engines["stt"].calls,  # type: ignore[attr-defined]
+        "llm": engines["llm"].calls,  # type: ignore[attr-defined]
+        "tts": len(engines["tts"].calls),  # type: ignore[attr-defined]
+    }
+    assert {name for name, n in calls.items() if n} == set(ran)
+    if "tts" in ran:
+        assert len(pipeline.store.reply_wav(done)) > 44
+    if route == "stt":
+        assert done.transcript == "heard 16000 samples" and done.reply is None

@@ -17,14 +17,15 @@ from redis import Redis
 from rq.serializers import JSONSerializer
 from support import free_port, wav_bytes
 
-from llm_worker.engine import LLMStage
+from llm_worker.engine import LLMHandler
 from s2s import worker as s2s_worker
-from s2s.jobs import STAGES, JobStore, Status, input_key
+from s2s.jobs import STAGES, Status, input_key
+from s2s.pipeline import Pipeline
+from s2s.queues import PipelineWorker
 from s2s.settings import Settings
-from s2s.worker import PipelineWorker
 from s2s_api import create_app
-from stt_worker.engine import STTStage
-from tts_worker.engine import TTSStage
+from stt_worker.engine import STTHandler
+from tts_worker.engine import TTSHandler
 
 
 @pytest.fixture
@@ -62,7 +63,8 @@ def test_a_full_redis_refuses_uploads_and_accepted_jobs_finish(small_redis: str,
         max_queue_depth=1000,
     )
     redis = Redis.from_url(small_redis)
-    store = JobStore.from_settings(redis, settings)
+    pipeline = Pipeline.from_settings(redis, settings)
+    store = pipeline.store
     rng = np.random.default_rng(0)
     # 8 s of noise: about 256 KB stored per upload (16-bit, 16 kHz)
     data = wav_bytes((rng.standard_normal(8 * 16000) * 0.1).astype(np.float32), 16000)
@@ -78,11 +80,13 @@ def test_a_full_redis_refuses_uploads_and_accepted_jobs_finish(small_redis: str,
     assert r.headers["retry-after"] == "30"
     assert 10 < len(accepted) < 60
 
-    s2s_worker.install(STTStage(EchoSTT(), store, settings))
-    s2s_worker.install(LLMStage(UpperLLM(), store, settings))
-    s2s_worker.install(TTSStage(ToneTTS(), store, settings))
+    s2s_worker.install(STTHandler(EchoSTT(), pipeline, settings))
+    s2s_worker.install(LLMHandler(UpperLLM(), pipeline, settings))
+    s2s_worker.install(TTSHandler(ToneTTS(), pipeline, settings))
     for stage in STAGES:
-        PipelineWorker([store.queue(stage)], connection=redis, serializer=JSONSerializer).work(burst=True)
+        PipelineWorker([pipeline.queues.queue(stage)], connection=redis, serializer=JSONSerializer).work(
+            burst=True
+        )
     statuses = {store.get(i).status for i in accepted}  # type: ignore[union-attr]
     assert statuses == {Status.COMPLETED}
     assert not any(redis.exists(input_key(i)) for i in accepted)  # uploads dropped after STT

@@ -19,13 +19,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from s2s.errors import AudioError, AudioTooLongError, EmptyAudioError
-from s2s.jobs import AdmissionRefused, JobStore
+from s2s.jobs import AdmissionRefused
+from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
 from .events import JobEvents, TooManyWaiters
 from .limits import RequestGuard
 from .problems import echo, problem
-from .routes import router
+from .routes import ROUTERS
 
 log = logging.getLogger("s2s.api")
 
@@ -66,7 +67,7 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
         health_check_interval=10,
         retry_on_error=transient,
     )
-    app.state.store = JobStore.from_settings(app.state.redis, settings)
+    app.state.pipeline = Pipeline.from_settings(app.state.redis, settings)
     # Long polls wait on the event loop, not in threads, so their number is not capped by the pool;
     # a blocking pool makes a burst of reads queue for a connection instead of failing.
     pool = BlockingConnectionPool.from_url(
@@ -78,7 +79,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.add_middleware(
         RequestGuard, settings=settings, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD
     )
-    app.include_router(router)
+    for router in ROUTERS:
+        app.include_router(router)
     _add_error_handlers(app)
     return app
 

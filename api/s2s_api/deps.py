@@ -1,4 +1,5 @@
-"""Dependencies injected into routes: settings, the job store, the job events, and the caller.
+"""Dependencies injected into routes: settings, the pipeline (job store and stage queues), the job
+events, and the caller.
 
 They are typed on `HTTPConnection`, so WebSocket and SSE routes can use them too, and are `async`
 because none of them blocks: a sync dependency would cost a thread hop per request."""
@@ -10,7 +11,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
-from s2s.jobs import JobStore
+from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
 from .events import JobEvents
@@ -27,14 +28,14 @@ async def get_events(conn: HTTPConnection) -> JobEvents:
     return events
 
 
-async def get_store(conn: HTTPConnection) -> JobStore:
-    store: JobStore = conn.app.state.store
-    return store
+async def get_pipeline(conn: HTTPConnection) -> Pipeline:
+    pipeline: Pipeline = conn.app.state.pipeline
+    return pipeline
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EventsDep = Annotated[JobEvents, Depends(get_events)]
-StoreDep = Annotated[JobStore, Depends(get_store)]
+PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
 
 
 async def get_caller(conn: HTTPConnection, settings: SettingsDep) -> str | None:

@@ -6,6 +6,16 @@ from __future__ import annotations
 import re
 
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+def problem_answers(*codes: int) -> dict[int | str, dict[str, object]]:
+    """The OpenAPI description of error answers: all of them are a `Problem`."""
+    return {code: {"model": Problem} for code in codes}
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:

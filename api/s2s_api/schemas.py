@@ -45,10 +45,6 @@ class JobView(BaseModel):
         )
 
 
-class Problem(BaseModel):
-    detail: str
-
-
 class Health(BaseModel):
     status: str
     detail: str | None = None

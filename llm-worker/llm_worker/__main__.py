@@ -2,11 +2,11 @@ import sys
 
 from s2s.worker import serve
 
-from .engine import BACKENDS, LLMStage
+from .engine import BACKENDS, LLMHandler
 
 
 def main() -> int:
-    return serve("llm", BACKENDS, LLMStage)
+    return serve("llm", BACKENDS, LLMHandler)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The LLM stage: its engine interface, its backends, and what it does with a job."""
+"""The LLM stage: its engine interface, its backends, and its handler (what it does with a job)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from typing import Self
 from pydantic import BaseModel
 
 from s2s.errors import PermanentStageError
-from s2s.jobs import STAGE_BY_NAME, JobRecord
+from s2s.jobs import STAGE_BY_NAME, JobRecord, Reply
 from s2s.registry import Registry
 from s2s.settings import Settings
 from s2s.text import speakable
-from s2s.worker import StageWorker
+from s2s.worker import StageHandler
 
 
 class ChatMessage(BaseModel):
@@ -54,14 +54,14 @@ def build_messages(system_prompt: str, transcript: str) -> list[ChatMessage]:
 WARMUP_QUESTION = "Hello, can you hear me? What is the weather like today?"
 
 
-class LLMStage(StageWorker[LLMEngine]):
+class LLMHandler(StageHandler[LLMEngine]):
     stage = STAGE_BY_NAME["llm"]
 
     def warmup(self) -> None:
         # The real system prompt, so the prompt cache holds it before the first job.
         self.engine.generate(build_messages(self.settings.llm_system_prompt, WARMUP_QUESTION))
 
-    def process(self, job: JobRecord) -> dict[str, str]:
+    def process(self, job: JobRecord) -> Reply:
         if not job.transcript:
             raise PermanentStageError("there is no transcript to answer")
         reply = speakable(
@@ -69,4 +69,4 @@ class LLMStage(StageWorker[LLMEngine]):
         )
         if not reply:
             raise PermanentStageError("the language model gave no reply that can be spoken")
-        return {"reply": reply}
+        return Reply(reply=reply)

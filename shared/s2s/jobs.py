@@ -1,20 +1,27 @@
-"""The whole life cycle of a job: its states, its Redis keys, its queues, and every transition.
+"""The whole life cycle of a job: its states, its route through the stages, its Redis keys, the
+typed messages between stages, and every transition.
 
-States::
+States (the full route, `stt → llm → tts`)::
 
     POST /v1/jobs ─► queued ─[stt]─► transcribing ─[llm]─► generating ─[tts]─► synthesizing ─► completed
                         │                 │                     │                   │
                         └─────────────────┴──────── failed {stage, message} ────────┘
+
+A job carries its route: the stages it runs, always in this order (`ROUTES`: `stt-llm-tts`,
+`stt` alone, `llm-tts`, `tts` alone). It starts with the input of its first stage (an upload for
+STT, a `Transcript` for LLM, a `Reply` for TTS) and each stage writes its typed output for the next:
+
+    stt ── Transcript(transcript) ──► llm ── Reply(reply) ──► tts ── SpokenReply(audio) ──► end
 
 A stage's status is set when its worker starts it and again when the stage before hands the job
 over, so a job waiting in the LLM queue already shows `generating` with its transcript.
 
 Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a process's memory):
 
-    s2s:job:{id}           hash    the record: status, transcript, reply, error_stage, error_message,
-                                   created_at/updated_at/completed_at, {stage}_started_at,
-                                   {stage}_ended_at, {stage}_s (the stage's own work), total_s,
-                                   input_seconds, audio_sample_rate, owner
+    s2s:job:{id}           hash    the record: status, route, transcript, reply, error_stage,
+                                   error_message, created_at/updated_at/completed_at,
+                                   {stage}_started_at, {stage}_ended_at, {stage}_s (the stage's own
+                                   work), total_s, input_seconds, audio_sample_rate, owner, client
     s2s:job:{id}:input     string  the upload, decoded to 16 kHz mono 16-bit WAV; deleted once STT has
                                    read it or the job ends, so only the record and the reply stay
     s2s:job:{id}:audio     list    the reply as 16-bit mono PCM chunks, one per sentence, in order;
@@ -26,9 +33,11 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
                                    a job leaves both when it ends, or when it expires unfinished
     s2s:rate:{client}:{minute} string uploads the client made in that minute (expires after it)
 
-Queues (RQ, JSON serializer, one per stage): `stt`, `llm`, `tts`. Each RQ job calls
-`s2s.worker.perform(stage, job_id)`; the RQ job id of stage X for pipeline job J is `J-X` and is
-enqueued with `unique=True`, so re-running a stage can never fork the pipeline.
+Queues: one per stage, named after it (`stt`, `llm`, `tts`). Handing a job to a stage is
+`s2s.queues.StageQueues.enqueue`, the one place that knows RQ: the RQ job id of stage X for job J
+is `J-X`, enqueued with `unique=True`, so re-running a stage can never fork the pipeline.
+`s2s.pipeline.Pipeline` joins the two: `submit` (create + first queue) and `hand_over` (a stage's
+output + the next queue). This module knows nothing of RQ.
 """
 
 from __future__ import annotations
@@ -44,17 +53,12 @@ from typing import Any, Final
 import numpy as np
 from pydantic import BaseModel
 from redis import Redis
-from rq import Callback, Queue, Retry
-from rq.exceptions import DuplicateJobError
-from rq.serializers import JSONSerializer
 
 from . import audio
 from .settings import Settings
 
 PREFIX: Final = "s2s:job:"
 JOB_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
-PERFORM: Final = "s2s.worker.perform"
-ON_FAILURE: Final = "s2s.worker.on_failure"
 
 
 class Status(StrEnum):
@@ -85,16 +89,53 @@ STAGES: Final = (
 )
 STAGE_BY_NAME: Final = {s.name: s for s in STAGES}
 
+#: A job's stages, in order: always a subsequence of `STAGES`.
+Route = tuple[Stage, ...]
+FULL_ROUTE: Final[Route] = STAGES
+ROUTES: Final[dict[str, Route]] = {
+    "-".join(s.name for s in r): r for r in (FULL_ROUTE, STAGES[:1], STAGES[1:], STAGES[2:])
+}
 
-def next_stage(stage: Stage) -> Stage | None:
-    i = STAGES.index(stage)
-    return STAGES[i + 1] if i + 1 < len(STAGES) else None
+
+def route_name(route: Route) -> str:
+    return "-".join(s.name for s in route)
+
+
+def next_stage(stage: Stage, route: Route = FULL_ROUTE) -> Stage | None:
+    i = route.index(stage)
+    return route[i + 1] if i + 1 < len(route) else None
 
 
 def done_statuses(stage: Stage) -> list[Status]:
-    """The statuses of a job that has gone past `stage`: a later stage's, or an end."""
+    """The statuses of a job that has gone past `stage`: a later stage's, or an end. Every route
+    keeps the order of `STAGES`, so "later" is the same on every route."""
     later = [s.status for s in STAGES[STAGES.index(stage) + 1 :]]
     return later + [s for s in Status if s.terminal]
+
+
+class StageOutput(BaseModel):
+    """What a stage hands to the next one, stored as fields of the job's record."""
+
+    def fields(self) -> dict[str, str]:
+        return {k: str(v) for k, v in self.model_dump().items()}
+
+
+class Transcript(StageOutput):
+    """STT's output; the LLM's input."""
+
+    transcript: str
+
+
+class Reply(StageOutput):
+    """The LLM's output; TTS's input."""
+
+    reply: str
+
+
+class SpokenReply(StageOutput):
+    """TTS's output: the audio itself is the job's `:audio` list, at this rate."""
+
+    audio_sample_rate: int
 
 
 def new_job_id() -> str:
@@ -138,16 +179,6 @@ def job_id_of_channel(channel: bytes | str) -> str:
     return _text(channel)[len(PREFIX) :].partition(":")[0]
 
 
-def rq_job_id(job_id: str, stage: Stage) -> str:
-    return f"{job_id}-{stage.name}"
-
-
-class StageTimeouts(BaseModel):
-    stt: int = 120
-    llm: int = 120
-    tts: int = 120
-
-
 class JobError(BaseModel):
     stage: str
     message: str
@@ -165,6 +196,7 @@ class JobRecord(BaseModel):
 
     id: str
     status: Status
+    route: Route = FULL_ROUTE
     transcript: str | None = None
     reply: str | None = None
     error: JobError | None = None
@@ -197,6 +229,7 @@ class JobRecord(BaseModel):
         return cls(
             id=job_id,
             status=Status(h["status"]),
+            route=ROUTES.get(h.get("route", ""), FULL_ROUTE),
             transcript=h.get("transcript"),
             reply=h.get("reply"),
             error=error,
@@ -230,82 +263,36 @@ class AdmissionRefused(Exception):
         super().__init__(limit)
 
 
-@dataclass
-class RetryPolicy:
-    retries: int = 2
-    intervals: tuple[int, ...] = (1, 5)
-
-    def rq_retry(self) -> Retry | None:
-        return Retry(max=self.retries, interval=list(self.intervals)) if self.retries else None
-
-
 class JobStore:
     """Reads and moves jobs through their life cycle. The Redis connection is passed in and must
-    return bytes (RQ needs that), so hash fields are decoded here."""
+    return bytes (RQ shares it), so hash fields are decoded here."""
 
     @classmethod
     def from_settings(cls, redis: Redis, settings: Settings) -> JobStore:
-        return cls(
-            redis,
-            ttl_s=settings.job_ttl_s,
-            timeouts=StageTimeouts(
-                stt=settings.stt_timeout_s, llm=settings.llm_timeout_s, tts=settings.tts_timeout_s
-            ),
-            retry=RetryPolicy(settings.stage_retries, tuple(settings.retry_intervals_s)),
-        )
+        return cls(redis, ttl_s=settings.job_ttl_s)
 
-    def __init__(
-        self,
-        redis: Redis,
-        ttl_s: int,
-        timeouts: StageTimeouts | None = None,
-        retry: RetryPolicy | None = None,
-    ) -> None:
+    def __init__(self, redis: Redis, ttl_s: int = 24 * 3600) -> None:
         self.redis = redis
         self.ttl_s = ttl_s
         self._start_script = redis.register_script(_START_STAGE_LUA)
         self._update_script = redis.register_script(_UPDATE_LUA)
         self._admit_script = redis.register_script(_ADMIT_LUA)
-        self.timeouts = timeouts or StageTimeouts()
-        self.retry = retry or RetryPolicy()
-
-    # ------------------------------------------------------------------ queues
-    def queue(self, stage: Stage) -> Queue:
-        return Queue(stage.name, connection=self.redis, serializer=JSONSerializer)
-
-    def queue_depth(self, stage: Stage) -> int:
-        return self.queue(stage).count
-
-    def enqueue(self, job_id: str, stage: Stage) -> bool:
-        """Put the job on the stage's queue once; False when that stage was already enqueued."""
-        try:
-            self.queue(stage).enqueue(
-                PERFORM,
-                stage.name,
-                job_id,
-                job_id=rq_job_id(job_id, stage),
-                unique=True,
-                job_timeout=getattr(self.timeouts, stage.name),
-                result_ttl=self.ttl_s,
-                failure_ttl=self.ttl_s,
-                retry=self.retry.rq_retry(),
-                on_failure=Callback(ON_FAILURE),
-                description=f"{stage.name} {job_id}",
-            )
-        except DuplicateJobError:
-            return False
-        return True
 
     # ------------------------------------------------------------------ transitions
     def create(
         self,
-        samples: np.ndarray,
+        samples: np.ndarray | None = None,
+        *,
+        route: Route = FULL_ROUTE,
+        inputs: StageOutput | None = None,
         owner: str | None = None,
         job_id: str | None = None,
         client: str | None = None,
         limits: AdmissionLimits | None = None,
     ) -> JobRecord:
-        """Store a decoded upload as a new queued job and put it on the first queue.
+        """Store a new queued job with the input of its route's first stage: `samples` (16 kHz
+        mono) for STT, `inputs` (a `Transcript` or `Reply`) for a route that starts later. Putting
+        it on its first queue is the caller's (`Pipeline.submit`).
 
         With `limits`, the job is admitted only while fewer than `limits.max_active` jobs are
         unfinished, `client` has fewer than `limits.max_active_per_client` of them and made fewer
@@ -316,12 +303,15 @@ class JobStore:
         now = time.time()
         record = {
             "status": Status.QUEUED.value,
+            "route": route_name(route),
             "created_at": repr(now),
             "updated_at": repr(now),
-            "input_seconds": repr(len(samples) / audio.STT_SAMPLE_RATE),
             "owner": owner or "",
             "client": client or "",
+            **(inputs.fields() if inputs else {}),
         }
+        if samples is not None:
+            record["input_seconds"] = repr(len(samples) / audio.STT_SAMPLE_RATE)
         minute = int(now // 60)
         refused = self._admit_script(
             keys=[
@@ -339,7 +329,7 @@ class JobStore:
                 limits.max_active,
                 limits.max_active_per_client if client else 0,
                 limits.max_per_minute if client else 0,
-                audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="PCM_16"),
+                b"" if samples is None else audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="PCM_16"),
                 *[x for kv in record.items() for x in kv],
             ],
         )
@@ -347,7 +337,6 @@ class JobStore:
             which = _text(refused)
             retry_after = 60 - int(now % 60) if which == "rate" else 5
             raise AdmissionRefused(which, retry_after)
-        self.enqueue(job_id, STAGES[0])
         return JobRecord.from_hash(job_id, record)
 
     def start_stage(self, job_id: str, stage: Stage) -> JobRecord | None:
@@ -367,16 +356,17 @@ class JobStore:
         h = {_text(raw[i]): _text(raw[i + 1]) for i in range(0, len(raw), 2)}
         return JobRecord.from_hash(job_id, h)
 
-    def finish_stage(self, job: JobRecord, stage: Stage, seconds: float, outputs: dict[str, str]) -> None:
-        """Record a stage's output and its own work time, then hand the job to the next stage."""
+    def finish_stage(self, job: JobRecord, stage: Stage, seconds: float, output: StageOutput) -> Stage | None:
+        """Record a stage's output and its own work time; return the stage the job goes to next
+        (already shown as its status), or None when this one ended it."""
         now = time.time()
         fields = {
-            **outputs,
+            **output.fields(),
             f"{stage.name}_s": f"{seconds:.4f}",
             f"{stage.name}_ended_at": repr(now),
             "updated_at": repr(now),
         }
-        following = next_stage(stage)
+        following = next_stage(stage, job.route)
         if following is None:
             fields |= {
                 "status": Status.COMPLETED.value,
@@ -387,8 +377,7 @@ class JobStore:
             fields["status"] = following.status.value
         # The upload is needed by STT alone: drop it as soon as STT is done with it.
         self._update(job.id, fields, drop_input=stage is STAGES[0])
-        if following is not None:
-            self.enqueue(job.id, following)
+        return following
 
     def fail(self, job_id: str, stage: Stage, message: str) -> None:
         now = time.time()
@@ -508,7 +497,7 @@ if per_minute > 0 then
   redis.call('INCR', KEYS[5])
   redis.call('EXPIRE', KEYS[5], 61)
 end
-redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[4])
+if ARGV[8] ~= '' then redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[4]) end
 redis.call('HSET', KEYS[1], unpack(ARGV, 9))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])

@@ -2,11 +2,11 @@ import sys
 
 from s2s.worker import serve
 
-from .engine import BACKENDS, STTStage
+from .engine import BACKENDS, STTHandler
 
 
 def main() -> int:
-    return serve("stt", BACKENDS, STTStage)
+    return serve("stt", BACKENDS, STTHandler)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The STT stage: its engine interface, its backends, and what it does with a job."""
+"""The STT stage: its engine interface, its backends, and its handler (what it does with a job)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 
 from s2s.audio import STT_SAMPLE_RATE
 from s2s.errors import PermanentStageError
-from s2s.jobs import STAGE_BY_NAME, JobRecord
+from s2s.jobs import STAGE_BY_NAME, JobRecord, Transcript
 from s2s.registry import Registry
 from s2s.settings import Settings
-from s2s.worker import StageWorker
+from s2s.worker import StageHandler
 
 
 class STTEngine(ABC):
@@ -39,11 +39,11 @@ BACKENDS: Registry[STTEngine] = Registry(
 )
 
 
-class STTStage(StageWorker[STTEngine]):
+class STTHandler(StageHandler[STTEngine]):
     stage = STAGE_BY_NAME["stt"]
 
-    def process(self, job: JobRecord) -> dict[str, str]:
+    def process(self, job: JobRecord) -> Transcript:
         text = " ".join(self.engine.transcribe(self.store.input_audio(job.id)).split())
         if not any(ch.isalnum() for ch in text):
             raise PermanentStageError("no speech heard in the recording")
-        return {"transcript": text}
+        return Transcript(transcript=text)

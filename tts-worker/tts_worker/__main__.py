@@ -2,11 +2,11 @@ import sys
 
 from s2s.worker import serve
 
-from .engine import BACKENDS, TTSStage
+from .engine import BACKENDS, TTSHandler
 
 
 def main() -> int:
-    return serve("tts", BACKENDS, TTSStage)
+    return serve("tts", BACKENDS, TTSHandler)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The TTS stage: its engine interface, its backends, and what it does with a job."""
+"""The TTS stage: its engine interface, its backends, and its handler (what it does with a job)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 
 from s2s.audio import float_to_pcm16
 from s2s.errors import PermanentStageError
-from s2s.jobs import STAGE_BY_NAME, JobRecord
+from s2s.jobs import STAGE_BY_NAME, JobRecord, SpokenReply
 from s2s.registry import Registry
 from s2s.settings import Settings
 from s2s.text import sentences
-from s2s.worker import StageWorker
+from s2s.worker import StageHandler
 
 
 class TTSEngine(ABC):
@@ -45,14 +45,14 @@ BACKENDS: Registry[TTSEngine] = Registry(
 WARMUP_REPLY = "The weather today is mild and sunny, with a light breeze in the afternoon."
 
 
-class TTSStage(StageWorker[TTSEngine]):
+class TTSHandler(StageHandler[TTSEngine]):
     stage = STAGE_BY_NAME["tts"]
 
     def warmup(self) -> None:
         for sentence in sentences(WARMUP_REPLY):
             self.engine.synthesize(sentence)
 
-    def process(self, job: JobRecord) -> dict[str, str]:
+    def process(self, job: JobRecord) -> SpokenReply:
         if not job.reply:
             raise PermanentStageError("there is no reply to speak")
         # One chunk per sentence, appended as soon as it exists, so the reply can be streamed.
@@ -64,4 +64,4 @@ class TTSStage(StageWorker[TTSEngine]):
             total += len(pcm) // 2
         if total == 0:
             raise PermanentStageError("the speech synthesiser produced no audio for the reply")
-        return {"reply_seconds": f"{total / self.engine.sample_rate:.3f}"}
+        return SpokenReply(audio_sample_rate=self.engine.sample_rate)

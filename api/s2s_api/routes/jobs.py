@@ -1,4 +1,5 @@
-"""The HTTP surface. Errors from below are turned into answers by the handlers in `app.py`."""
+"""Jobs: upload a recording, read the job, fetch its spoken reply. Errors from below are turned
+into answers by the exception handlers in `app.py`."""
 
 from __future__ import annotations
 
@@ -9,19 +10,17 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
-from fastapi.responses import JSONResponse
-from redis.exceptions import RedisError
-from rq import Worker
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
-from s2s.jobs import STAGES, AdmissionLimits, JobRecord, JobStore, is_job_id, job_key
+from s2s.jobs import AdmissionLimits, JobRecord, is_job_id, job_key
+from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
-from .deps import CallerDep, ClientDep, EventsDep, SettingsDep, StoreDep
-from .events import JobEvents
-from .problems import echo
-from .schemas import Health, JobView, Problem
+from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
+from ..events import JobEvents
+from ..problems import echo, problem_answers
+from ..schemas import JobView
 
 router = APIRouter()
 
@@ -30,11 +29,7 @@ MAX_WAIT_S = 30.0
 RECHECK_S = 5.0
 
 
-def _problems(*codes: int) -> dict[int | str, dict[str, object]]:
-    return {code: {"model": Problem} for code in codes}
-
-
-UPLOAD_ANSWERS = _problems(401, 408, 413, 415, 422, 429, 503)
+UPLOAD_ANSWERS = problem_answers(401, 408, 413, 415, 422, 429, 503)
 
 
 @router.post(
@@ -54,7 +49,7 @@ UPLOAD_ANSWERS = _problems(401, 408, 413, 415, 422, 429, 503)
 async def create_job(
     request: Request,
     response: Response,
-    store: StoreDep,
+    pipeline: PipelineDep,
     settings: SettingsDep,
     caller: CallerDep,
     client: ClientDep,
@@ -70,7 +65,7 @@ async def create_job(
     # read from its spooled file, never copied whole into memory.
     async with _decode_slots(request, settings):
         samples = await run_in_threadpool(audio.decode_upload, upload.file, settings.max_audio_seconds)
-    job = await run_in_threadpool(_admit, store, settings, caller, client, samples)
+    job = await run_in_threadpool(_admit, pipeline, settings, caller, client, samples)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)
 
@@ -84,16 +79,16 @@ def _decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
 
 
 def _admit(
-    store: JobStore, settings: Settings, caller: str | None, client: str, samples: np.ndarray
+    pipeline: Pipeline, settings: Settings, caller: str | None, client: str, samples: np.ndarray
 ) -> JobRecord:
-    if store.storage_nearly_full():
+    if pipeline.store.storage_nearly_full():
         raise HTTPException(503, "the job store is full; try again later", headers={"Retry-After": "30"})
     limits = AdmissionLimits(
         max_active=settings.max_queue_depth,
         max_active_per_client=settings.max_jobs_per_client,
         max_per_minute=settings.max_uploads_per_minute,
     )
-    return store.create(samples, owner=caller, client=client, limits=limits)
+    return pipeline.submit(samples, owner=caller, client=client, limits=limits)
 
 
 def _not_found(job_id: str) -> HTTPException:
@@ -114,7 +109,7 @@ async def _visible_job(events: JobEvents, job_id: str, caller: str | None) -> Jo
 @router.get(
     "/v1/jobs/{job_id}",
     response_model=JobView,
-    responses=_problems(401, 404, 429, 503),
+    responses=problem_answers(401, 404, 429, 503),
     summary="A job's status, transcript, reply, error and timings",
 )
 async def get_job(
@@ -153,44 +148,15 @@ async def _reread(events: JobEvents, job: JobRecord) -> JobRecord:
     response_class=Response,
     responses={
         200: {"content": {"audio/wav": {}}, "description": "the spoken reply"},
-        **_problems(401, 404, 409, 503),
+        **problem_answers(401, 404, 409, 503),
     },
     summary="The spoken reply as WAV, once the job is completed",
 )
-async def get_audio(job_id: str, store: StoreDep, events: EventsDep, caller: CallerDep) -> Response:
+async def get_audio(job_id: str, pipeline: PipelineDep, events: EventsDep, caller: CallerDep) -> Response:
     job = await _visible_job(events, job_id, caller)
     if job.status.value == "failed":
         reason = job.error.message if job.error else "unknown error"
         raise HTTPException(409, f"the job failed, so there is no reply audio: {reason}")
     if job.status.value != "completed":
         raise HTTPException(409, f"the reply is not ready yet (status: {job.status.value})")
-    return Response(await run_in_threadpool(store.reply_wav, job), media_type="audio/wav")
-
-
-@router.get("/healthz", response_model=Health, summary="The API process is alive")
-async def healthz() -> Health:
-    return Health(status="ok")
-
-
-@router.get(
-    "/readyz",
-    response_model=Health,
-    responses={503: {"model": Health}},
-    summary="Redis answers and every stage has a live worker",
-)
-async def readyz(store: StoreDep) -> JSONResponse:
-    return await run_in_threadpool(_readiness, store)
-
-
-def _readiness(store: JobStore) -> JSONResponse:
-    try:
-        store.redis.ping()
-        workers = {s.name: len(Worker.all(queue=store.queue(s))) for s in STAGES}
-    except RedisError:
-        detail = "redis: the job store does not answer"
-        return JSONResponse(Health(status="unavailable", detail=detail).model_dump(), 503)
-    missing = [name for name, n in workers.items() if n == 0]
-    if missing:
-        detail = f"no live worker for: {', '.join(missing)}"
-        return JSONResponse(Health(status="unavailable", detail=detail, workers=workers).model_dump(), 503)
-    return JSONResponse(Health(status="ok", workers=workers).model_dump())
+    return Response(await run_in_threadpool(pipeline.store.reply_wav, job), media_type="audio/wav")

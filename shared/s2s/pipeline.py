@@ -1,0 +1,45 @@
+"""A job's way through its stages: its state in the `JobStore`, its hand-overs through the
+`StageQueues`. The API submits jobs here and every stage handler hands its output over here, so a
+new route through the stages needs neither new queues nor a change to the workers."""
+
+from __future__ import annotations
+
+import numpy as np
+from redis import Redis
+
+from .jobs import FULL_ROUTE, AdmissionLimits, JobRecord, JobStore, Route, Stage, StageOutput
+from .queues import StageQueues
+from .settings import Settings
+
+
+class Pipeline:
+    def __init__(self, store: JobStore, queues: StageQueues) -> None:
+        self.store = store
+        self.queues = queues
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> Pipeline:
+        return cls(JobStore.from_settings(redis, settings), StageQueues.from_settings(redis, settings))
+
+    def submit(
+        self,
+        samples: np.ndarray | None = None,
+        *,
+        route: Route = FULL_ROUTE,
+        inputs: StageOutput | None = None,
+        owner: str | None = None,
+        client: str | None = None,
+        limits: AdmissionLimits | None = None,
+    ) -> JobRecord:
+        """A new job on its route's first queue (see `JobStore.create` for the inputs)."""
+        job = self.store.create(
+            samples, route=route, inputs=inputs, owner=owner, client=client, limits=limits
+        )
+        self.queues.enqueue(job.id, route[0])
+        return job
+
+    def hand_over(self, job: JobRecord, stage: Stage, seconds: float, output: StageOutput) -> None:
+        """Record what `stage` produced and put the job on the queue of the stage after it."""
+        following = self.store.finish_stage(job, stage, seconds, output)
+        if following is not None:
+            self.queues.enqueue(job.id, following)

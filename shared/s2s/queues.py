@@ -1,0 +1,315 @@
+"""Everything RQ, in one module: the stage queues, enqueueing with derived ids, retries and time
+limits, the failure callback, the worker class and its loop. Nothing else imports `rq` (but the
+API's readiness check, through `StageQueues.live_workers`), so a change in RQ touches this file.
+
+Only RQ's public API is used; `tests/test_rq_contract.py` fails loudly if the behaviour relied on
+here changes (the RQ range tested is pinned in shared/pyproject.toml).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+from redis import Redis
+from redis.exceptions import RedisError
+from rq import Callback, Queue, Retry, SimpleWorker, Worker
+from rq.exceptions import AbandonedJobError, DuplicateJobError, NoSuchJobError, StopRequested
+from rq.executions import Execution
+from rq.job import Job
+from rq.registry import ScheduledJobRegistry
+from rq.serializers import JSONSerializer
+from rq.timeouts import JobTimeoutException
+
+from .jobs import STAGE_BY_NAME, STAGES, JobStore, Stage
+from .settings import Settings
+
+log = logging.getLogger("s2s.queues")
+
+#: The function every RQ job names (in the worker process), and the failure callback.
+PERFORM: Final = "s2s.worker.perform"
+ON_FAILURE: Final = "s2s.queues.on_failure"
+
+
+def rq_job_id(job_id: str, stage: Stage) -> str:
+    return f"{job_id}-{stage.name}"
+
+
+@dataclass(frozen=True)
+class StageTimeouts:
+    stt: int = 120
+    llm: int = 120
+    tts: int = 120
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    retries: int = 2
+    intervals: tuple[int, ...] = (1, 5)
+
+    def rq_retry(self) -> Retry | None:
+        return Retry(max=self.retries, interval=list(self.intervals)) if self.retries else None
+
+
+class StageQueues:
+    """One RQ queue per stage, named after it; a job is handed to a stage by `enqueue`."""
+
+    @classmethod
+    def from_settings(cls, redis: Redis, settings: Settings) -> StageQueues:
+        return cls(
+            redis,
+            ttl_s=settings.job_ttl_s,
+            timeouts=StageTimeouts(
+                stt=settings.stt_timeout_s, llm=settings.llm_timeout_s, tts=settings.tts_timeout_s
+            ),
+            retry=RetryPolicy(settings.stage_retries, tuple(settings.retry_intervals_s)),
+        )
+
+    def __init__(
+        self,
+        redis: Redis,
+        ttl_s: int = 24 * 3600,
+        timeouts: StageTimeouts | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.redis = redis
+        self.ttl_s = ttl_s
+        self.timeouts = timeouts or StageTimeouts()
+        self.retry = retry or RetryPolicy()
+
+    def queue(self, stage: Stage) -> Queue:
+        return Queue(stage.name, connection=self.redis, serializer=JSONSerializer)
+
+    def depth(self, stage: Stage) -> int:
+        return self.queue(stage).count
+
+    def enqueue(self, job_id: str, stage: Stage) -> bool:
+        """Put the job on the stage's queue once; False when that stage was already enqueued."""
+        try:
+            self.queue(stage).enqueue(
+                PERFORM,
+                stage.name,
+                job_id,
+                job_id=rq_job_id(job_id, stage),
+                unique=True,
+                job_timeout=getattr(self.timeouts, stage.name),
+                result_ttl=self.ttl_s,
+                failure_ttl=self.ttl_s,
+                retry=self.retry.rq_retry(),
+                on_failure=Callback(ON_FAILURE),
+                description=f"{stage.name} {job_id}",
+            )
+        except DuplicateJobError:
+            return False
+        return True
+
+    def live_workers(self) -> dict[str, int]:
+        """Workers registered (and not yet timed out) per stage."""
+        return {s.name: len(Worker.all(queue=self.queue(s))) for s in STAGES}
+
+    def worker(self, stage: Stage, name: str, settings: Settings) -> PipelineWorker:
+        return PipelineWorker(
+            [self.queue(stage)],
+            connection=self.redis,
+            serializer=JSONSerializer,
+            name=name,
+            maintenance_interval=settings.maintenance_interval_s,
+            liveness_s=settings.worker_liveness_s,
+            retry_mover=True,
+        )
+
+
+def on_failure(
+    job: Job,
+    connection: Redis,
+    exc_type: type[BaseException] | None,
+    exc: BaseException | None,
+    tb: TracebackType | None,
+) -> None:
+    """RQ's failure callback: also called for jobs whose worker died. Marks the pipeline job
+    failed once RQ has no retry left for it."""
+    if job.retries_left:
+        return
+    stage_name, job_id = job.args
+    stage = STAGE_BY_NAME[stage_name]
+    log.error("%s: job %s failed for good: %s: %s", stage_name, job_id, exc_type and exc_type.__name__, exc)
+    JobStore(connection).fail(job_id, stage, failure_message(stage, exc_type, exc))
+
+
+def failure_message(stage: Stage, exc_type: type[BaseException] | None, exc: BaseException | None) -> str:
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        return f"the {stage.name} worker stopped while {stage.verb}, and no retry was left"
+    if exc_type is not None and issubclass(exc_type, JobTimeoutException):
+        return f"{stage.verb} took longer than the {stage.name} stage's time limit"
+    # The exception stays in the worker's log: it may name hosts, paths or internals.
+    return f"an internal error stopped {stage.verb}; the {stage.name} worker's log has the details"
+
+
+class PipelineWorker(SimpleWorker):
+    """RQ's SimpleWorker (no fork per job, so the model loaded at start serves every job), made to
+    notice death quickly.
+
+    A SimpleWorker runs the job in its main thread and so cannot heartbeat during it; RQ then has
+    to keep a running job's claim alive for its whole timeout (+60 s) and a killed worker's job
+    waits that long to be retried. Here a side thread renews the claim every `liveness_s / 4`
+    with a TTL of `liveness_s`, so a job whose worker died is retried by the next maintenance run
+    after at most `liveness_s` (bound: liveness_s + maintenance interval). The job timeout itself
+    is still enforced by RQ in the main thread. Heartbeats go as one round trip, not three, since
+    one sits on the path between two stages.
+    """
+
+    def __init__(self, *args: Any, liveness_s: int = 20, retry_mover: bool = False, **kwargs: Any) -> None:
+        # RQ waits on the queue for worker_ttl - 15 s between heartbeats; keep that well inside.
+        kwargs.setdefault("worker_ttl", liveness_s + 15 - max(1, liveness_s // 4))
+        super().__init__(*args, **kwargs)
+        self.liveness_s = liveness_s
+        self.stop_requested = False
+        self._beating: threading.Event | None = None
+        self._mover = RetryMover(self.queues, self.connection) if retry_mover else None
+
+    def request_stop(self, signum: Any, frame: Any) -> None:
+        # RQ records a SIGTERM/SIGINT here whether it came while idle or during a job.
+        self.stop_requested = True
+        super().request_stop(signum, frame)  # type: ignore[no-untyped-call]
+
+    def bootstrap(self, *args: Any, **kwargs: Any) -> None:
+        super().bootstrap(*args, **kwargs)
+        if self._mover is not None and not self._mover.is_alive():
+            self._mover.start()
+
+    def stop_retry_mover(self) -> None:
+        if self._mover is not None:
+            self._mover.stop.set()
+
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        timeout = min(timeout or self.liveness_s, self.liveness_s)
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        with self.connection.pipeline() as p:
+            super().heartbeat(timeout, p)
+            p.execute()
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return self.liveness_s
+
+    def prepare_execution(self, job: Job) -> Execution:
+        execution = super().prepare_execution(job)
+        stop = self._beating = threading.Event()
+        threading.Thread(
+            target=self._beat, args=(job, execution, stop), name="s2s-heartbeat", daemon=True
+        ).start()
+        return execution
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        finally:
+            if self._beating is not None:
+                self._beating.set()
+
+    def _beat(self, job: Job, execution: Execution, stop: threading.Event) -> None:
+        while not stop.wait(max(1.0, self.liveness_s / 4)):
+            try:
+                self.maintain_heartbeats(job, execution)
+            except RedisError as exc:  # the main thread meets the same outage and handles it
+                log.warning("heartbeat failed: %s", exc)
+
+
+class RetryMover(threading.Thread):
+    """Puts retries whose wait is over back on their queue: what RQ's scheduler does, but in a
+    thread of the worker, so no process of its own outlives the worker (RQ forks one that a
+    SIGKILL leaves behind, still holding a 60 s lock every other worker then waits out).
+
+    Several workers of a stage may run one each: a lock of a few seconds, renewed while its holder
+    lives, lets one of them move the jobs, and another take over soon after it dies."""
+
+    INTERVAL_S = 1.0
+    LOCK_TTL_MS = 3000
+
+    def __init__(self, queues: list[Queue], connection: Redis) -> None:
+        super().__init__(name="s2s-retries", daemon=True)
+        self.queues = queues
+        self.connection = connection
+        self.me = uuid.uuid4().hex
+        self.stop = threading.Event()
+        self._hold = connection.register_script(_HOLD_LOCK_LUA)
+
+    def run(self) -> None:
+        while not self.stop.wait(self.INTERVAL_S):
+            with contextlib.suppress(RedisError):  # the work loop meets the same outage and logs it
+                self.move_due()
+
+    def move_due(self) -> int:
+        moved = 0
+        for queue in self.queues:
+            if not self._hold(keys=[f"s2s:retry-lock:{queue.name}"], args=[self.me, self.LOCK_TTL_MS]):
+                continue
+            registry = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
+            for rq_id in registry.get_jobs_to_schedule(int(time.time())):
+                try:
+                    job = Job.fetch(rq_id, connection=self.connection, serializer=queue.serializer)
+                except NoSuchJobError:  # expired meanwhile
+                    registry.remove(rq_id)
+                    continue
+                with self.connection.pipeline() as p:
+                    queue.enqueue_job(job, pipeline=p)
+                    registry.remove(job, pipeline=p)
+                    p.execute()
+                moved += 1
+        return moved
+
+
+_HOLD_LOCK_LUA = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) and 1 or 0
+"""
+
+
+def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, logging_level: str) -> int:
+    """Run RQ's work loop until a stop is asked for, through any number of Redis outages.
+
+    RQ retries a lost connection only while waiting for a job; a failure elsewhere (while a job
+    runs, at start, or while building the worker) ends `work()`. Here the process keeps its model,
+    waits with backoff until Redis answers, and starts the loop again; the outage is logged once,
+    and once more when it ends. The job that was running keeps its claim only until its heartbeat
+    lapses, and is retried once Redis is back.
+    """
+    outage_since: float | None = None
+    delay = 0.5
+    while True:
+        rq_worker: PipelineWorker | None = None
+        try:
+            rq_worker = make_worker()
+            rq_worker.connection.ping()
+            if outage_since is not None:
+                log.warning("Redis answers again after %.1f s; taking jobs", time.monotonic() - outage_since)
+                outage_since, delay = None, 0.5
+            rq_worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+            if burst or rq_worker.stop_requested:
+                return 0
+        except StopRequested:  # a SIGTERM while RQ's handlers were still installed, between loops
+            return 0
+        except RedisError as exc:
+            if outage_since is None:
+                outage_since = time.monotonic()
+                log.warning("Redis unavailable (%s: %s); reconnecting with backoff", type(exc).__name__, exc)
+        finally:
+            if rq_worker is not None:
+                rq_worker.stop_retry_mover()
+        if rq_worker is not None and rq_worker.stop_requested:
+            return 0
+        try:
+            time.sleep(delay)
+        except StopRequested:
+            return 0
+        delay = min(delay * 2, 5.0)
