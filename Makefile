@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status install test lint typecheck test-light test-heavy check-docker bench load
+.PHONY: up down status install test test-fast lint typecheck test-light test-heavy check-docker bench load lock
 
 up:
 	@scripts/s2s up
@@ -27,6 +27,15 @@ typecheck: install
 
 test-light: install
 	$(PY) -m pytest tests -q
+
+# The quick loop (under a minute): style, types, unit and API tests; no model is loaded, no service
+# process started (the `e2e` and `slow` tests are left out).
+test-fast: lint typecheck
+	$(PY) -m pytest tests -q -m "not e2e and not slow" --ignore=tests/heavy
+
+# Re-resolve the pinned versions of everything `make up`, CI and the images install (see README).
+lock:
+	scripts/lock
 
 # The GPU backends on tiny models built at test time, in their own environment (torch 2.13 CPU,
 # NeMo, transformers), so the light environment stays free of torch.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -25,8 +26,8 @@ def small_wav() -> bytes:
     return wav_bytes(tone(1.0, 44100, 2), 44100)
 
 
-def upload(client: TestClient, data: bytes, field: str = "audio", path: str = "/v1/jobs", **kw: object):  # type: ignore[no-untyped-def]
-    return client.post(path, files={field: ("question.wav", data, "audio/wav")}, **kw)
+def upload(client: TestClient, data: bytes, field: str = "audio", path: str = "/v1/jobs") -> Any:
+    return client.post(path, files={field: ("question.wav", data, "audio/wav")})
 
 
 def test_upload_accepts_and_queues(client: TestClient, redis: Redis) -> None:

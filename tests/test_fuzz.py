@@ -60,6 +60,8 @@ FUZZ = hypothesis_settings(
 
 CHECKS: list[schemathesis.CheckFunction] = [not_a_server_error]
 
+pytestmark = pytest.mark.slow
+
 
 def _owner(key: str) -> str:
     # How the API tags the jobs of a key (s2s_api.deps.get_caller).
@@ -70,7 +72,7 @@ def _register_workers(redis: Redis, store: JobStore) -> None:
     """A registered (not running) worker per stage, so /readyz is 200 and any 5xx is a bug."""
     for stage in STAGES:
         queue = StageQueues(redis).queue(stage)
-        Worker([queue], connection=redis, name=f"fuzz-{stage.name}").register_birth()
+        Worker([queue], connection=redis, name=f"fuzz-{stage.name}").register_birth()  # type: ignore[no-untyped-call]
 
 
 def _seed_jobs(store: JobStore, owner: str | None) -> dict[str, str]:
@@ -190,7 +192,7 @@ def test_keyed_api_with_real_jobs_and_bad_keys_never_answers_5xx(
         case.path_parameters["job_id"] = real_jobs[job]
     if real_audio and case.operation.method.upper() == "POST":
         case.media_type = "multipart/form-data"
-        case.body = {**(case.body if isinstance(case.body, dict) else {}), "audio": RECORDING}
+        case.body = {**(case.body if isinstance(case.body, dict) else {}), "audio": RECORDING}  # type: ignore[dict-item]
     response = case.call_and_validate(
         headers={"Authorization": auth} if auth is not None else None, checks=CHECKS
     )

@@ -7,6 +7,7 @@ import asyncio
 import io
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from redis import Redis
 from support import tone, wav_bytes
 
 from s2s import audio
+from s2s.errors import AudioTooLongError
 from s2s.jobs import STAGE_BY_NAME, JobStore, active_key, input_key
 from s2s.settings import Settings
 from s2s_api import create_app
@@ -29,8 +31,9 @@ def client(redis: Redis, settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
-def upload(client: TestClient, data: bytes, **kw: object):  # type: ignore[no-untyped-def]
-    return client.post("/v1/jobs", files={"audio": ("x.bin", data, "application/octet-stream")}, **kw)
+def upload(client: TestClient, data: bytes, headers: dict[str, str] | None = None) -> Any:
+    files = {"audio": ("x.bin", data, "application/octet-stream")}
+    return client.post("/v1/jobs", files=files, headers=headers)
 
 
 def _libsndfile_samples() -> list[tuple[str, str]]:
@@ -66,8 +69,8 @@ def webm(codec: str, seconds: float = 1.0, rate: int = 48000, channels: int = 1)
 
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="webm" if codec == "libopus" else "matroska") as out:
-        stream = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
-        samples = np.tile(tone(seconds, rate), (channels, 1)).astype(np.float32)
+        stream: Any = out.add_stream(codec, rate=rate, layout="mono" if channels == 1 else "stereo")
+        samples: np.ndarray = np.tile(tone(seconds, rate), (channels, 1)).astype(np.float32)
         fmt = "fltp"
         if codec == "pcm_s16le":
             samples, fmt = (samples * 32767).astype(np.int16).reshape(1, -1), "s16"
@@ -99,7 +102,7 @@ def test_matroska_with_another_codec_is_refused(client: TestClient) -> None:
 
 
 def test_webm_longer_than_the_limit_is_refused_while_decoding() -> None:
-    with pytest.raises(audio.AudioTooLongError):
+    with pytest.raises(AudioTooLongError):
         audio.decode_upload(webm("libopus", 3.0), max_seconds=2)
 
 
@@ -109,7 +112,7 @@ def test_a_header_that_claims_too_much_is_refused_before_decoding() -> None:
     with sf.SoundFile(buf, "w", samplerate=384_000, channels=8, format="FLAC", subtype="PCM_16") as f:
         for _ in range(3):
             f.write(np.zeros((384_000, 8), np.float32))
-    with pytest.raises(audio.AudioTooLongError, match="limit is 2 s"):
+    with pytest.raises(AudioTooLongError, match="limit is 2 s"):
         audio.decode_upload(buf.getvalue(), max_seconds=2)
     # and inside the limit it decodes to exactly its length at 16 kHz mono
     assert len(audio.decode_upload(buf.getvalue(), max_seconds=10)) == pytest.approx(48_000, abs=16)
@@ -134,7 +137,7 @@ def test_a_long_id_is_not_echoed_back(client: TestClient) -> None:
 def test_redis_errors_name_no_host_or_port(settings: Settings) -> None:
     away = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(away)) as c:
-        answers = [
+        answers: list[Any] = [
             upload(c, wav_bytes(tone(0.5), 16000)),
             c.get("/v1/jobs/" + "0" * 32),
             c.get("/v1/jobs/" + "0" * 32 + "/audio"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -23,6 +24,8 @@ from stt_worker.engine import STTHandler
 from tts_worker.engine import TTSHandler
 
 Drain = Callable[..., None]
+#: The stand-in engines by stage name (their call records differ by type).
+Engines = dict[str, Any]
 
 
 @pytest.fixture
@@ -36,7 +39,7 @@ def store(pipeline: Pipeline) -> JobStore:
 
 
 @pytest.fixture
-def engines(pipeline: Pipeline, settings: Settings) -> dict[str, object]:
+def engines(pipeline: Pipeline, settings: Settings) -> Engines:
     stt, llm, tts = EchoSTT(), UpperLLM(), ToneTTS()
     s2s_worker.install(STTHandler(stt, pipeline, settings))
     s2s_worker.install(LLMHandler(llm, pipeline, settings))
@@ -62,7 +65,7 @@ def one_second() -> np.ndarray:
 
 
 def test_job_goes_through_every_stage(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
     job_id = pipeline.submit(one_second()).id
     assert store.get(job_id).status is Status.QUEUED  # type: ignore[union-attr]
@@ -77,29 +80,27 @@ def test_job_goes_through_every_stage(
     assert job is not None and job.status is Status.COMPLETED
     # markdown and emoji never reach the TTS
     assert job.reply == "You said: HEARD 16000 SAMPLES. Goodbye!"
-    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]  # type: ignore[attr-defined]
+    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]
     t = job.timings
     assert t.stt_s is not None and t.llm_s is not None and t.tts_s is not None and t.total_s is not None
     assert t.total_s >= t.stt_s + t.llm_s + t.tts_s
     samples, rate = read_wav(store.reply_wav(job))
     assert rate == ToneTTS.sample_rate
-    assert len(samples) == sum(len(c) * 100 for c in engines["tts"].calls)  # type: ignore[attr-defined]
+    assert len(samples) == sum(len(c) * 100 for c in engines["tts"].calls)
 
 
-def test_system_prompt_is_sent(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
-) -> None:
+def test_system_prompt_is_sent(pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain) -> None:
     pipeline.submit(one_second())
     drain()
-    messages = engines["llm"].seen[0]  # type: ignore[attr-defined]
+    messages = engines["llm"].seen[0]
     assert [m.role for m in messages] == ["system", "user"]
     assert "spoken aloud" in messages[0].content
 
 
 def test_failing_stage_fails_the_job_and_stops_the_pipeline(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
-    engines["llm"].error = RuntimeError("model exploded")  # type: ignore[attr-defined]
+    engines["llm"].error = RuntimeError("model exploded")
     job_id = pipeline.submit(one_second()).id
     drain()
     job = store.get(job_id)
@@ -108,13 +109,11 @@ def test_failing_stage_fails_the_job_and_stops_the_pipeline(
     # The reason names the stage's work; the exception itself stays in the worker's log.
     assert "model exploded" not in job.error.message and "writing the reply" in job.error.message
     assert job.transcript == "heard 16000 samples"  # the work done before stays visible
-    assert engines["tts"].calls == []  # type: ignore[attr-defined]
+    assert engines["tts"].calls == []
     assert pipeline.queues.queue(STAGE_BY_NAME["tts"]).count == 0
 
 
-def test_transient_error_is_retried(
-    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
-) -> None:
+def test_transient_error_is_retried(redis: Redis, settings: Settings, engines: Engines, drain: Drain) -> None:
     pipeline = Pipeline.from_settings(
         redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
     )
@@ -137,7 +136,7 @@ def test_transient_error_is_retried(
 
 
 def test_silence_is_a_permanent_no_speech_failure(
-    pipeline: Pipeline, store: JobStore, settings: Settings, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, settings: Settings, engines: Engines, drain: Drain
 ) -> None:
     s2s_worker.install(STTHandler(EchoSTT(text="  "), pipeline, settings))
     job_id = pipeline.submit(np.zeros(16000, dtype=np.float32)).id
@@ -149,11 +148,11 @@ def test_silence_is_a_permanent_no_speech_failure(
         and job.error.stage == "stt"
         and job.error.message == "no speech heard in the recording"
     )
-    assert engines["llm"].calls == 0  # type: ignore[attr-defined]
+    assert engines["llm"].calls == 0
 
 
 def test_rerun_of_a_stage_does_not_fork_the_pipeline(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
     job_id = pipeline.submit(one_second()).id
     drain("stt")
@@ -162,12 +161,12 @@ def test_rerun_of_a_stage_does_not_fork_the_pipeline(
     assert pipeline.queues.queue(STAGE_BY_NAME["llm"]).count == 1
     assert pipeline.queues.enqueue(job_id, STAGE_BY_NAME["llm"]) is False
     drain("llm", "tts")
-    assert engines["llm"].calls == 1  # type: ignore[attr-defined]
+    assert engines["llm"].calls == 1
     assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
 
 
 def test_rerun_of_tts_overwrites_the_audio(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
     job_id = pipeline.submit(one_second()).id
     drain("stt", "llm")
@@ -181,33 +180,29 @@ def test_rerun_of_tts_overwrites_the_audio(
 
 
 def test_finished_job_is_not_redone(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
     job_id = pipeline.submit(one_second()).id
     drain()
     s2s_worker.perform("stt", job_id)
-    assert engines["stt"].calls == 1  # type: ignore[attr-defined]
+    assert engines["stt"].calls == 1
 
 
-def test_expired_job_is_skipped(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object], drain: Drain
-) -> None:
+def test_expired_job_is_skipped(pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain) -> None:
     job_id = pipeline.submit(one_second()).id
     store.redis.delete(f"s2s:job:{job_id}")
     drain()
-    assert engines["stt"].calls == 0  # type: ignore[attr-defined]
+    assert engines["stt"].calls == 0
     assert store.get(job_id) is None
 
 
-def test_rq_job_ids_derive_from_the_job(
-    pipeline: Pipeline, store: JobStore, engines: dict[str, object]
-) -> None:
+def test_rq_job_ids_derive_from_the_job(pipeline: Pipeline, store: JobStore, engines: Engines) -> None:
     job_id = pipeline.submit(one_second()).id
     assert pipeline.queues.queue(STAGE_BY_NAME["stt"]).job_ids == [rq_job_id(job_id, STAGE_BY_NAME["stt"])]
 
 
 def test_a_stage_over_its_time_limit_is_stopped_and_fails(
-    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
+    redis: Redis, settings: Settings, engines: Engines, drain: Drain
 ) -> None:
     pipeline = Pipeline.from_settings(redis, settings.model_copy(update={"stt_timeout_s": 1}))
     store = pipeline.store
@@ -227,11 +222,11 @@ def test_a_stage_over_its_time_limit_is_stopped_and_fails(
     assert job is not None and job.status is Status.FAILED and job.error is not None
     assert job.error.stage == "stt"
     assert job.error.message == "transcribing the recording took longer than the stt stage's time limit"
-    assert engines["llm"].calls == 0  # type: ignore[attr-defined]
+    assert engines["llm"].calls == 0
 
 
 def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
-    redis: Redis, settings: Settings, engines: dict[str, object], drain: Drain
+    redis: Redis, settings: Settings, engines: Engines, drain: Drain
 ) -> None:
     from rq.registry import ScheduledJobRegistry
 
@@ -254,13 +249,14 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
     job_id = pipeline.submit(one_second()).id
     drain("stt")
     queue = pipeline.queues.queue(STAGE_BY_NAME["stt"])
-    assert ScheduledJobRegistry(queue=queue).count == 1 and queue.count == 0  # waiting its interval
+    scheduled = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
+    assert scheduled.count == 1 and queue.count == 0  # waiting its interval
     mover, other = RetryMover([queue], redis), RetryMover([queue], redis)
     assert mover.move_due() == 0  # not due yet; `mover` now holds the stage's lock
     time.sleep(2.1)
     assert other.move_due() == 0  # due, but another worker's mover holds the lock
     assert mover.move_due() == 1
-    assert queue.count == 1 and ScheduledJobRegistry(queue=queue).count == 0
+    assert queue.count == 1 and scheduled.count == 0
     drain("stt")
     job = store.get(job_id)
     assert job is not None and job.transcript == "second time lucky"
@@ -276,7 +272,7 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
 )
 def test_a_job_runs_exactly_the_stages_of_its_route(
     pipeline: Pipeline,
-    engines: dict[str, object],
+    engines: Engines,
     drain: Drain,
     route: str,
     inputs: Transcript | Reply | None,
@@ -289,9 +285,9 @@ def test_a_job_runs_exactly_the_stages_of_its_route(
     assert done is not None and done.status is Status.COMPLETED, done
     assert [s.name for s in done.route] == route.split("-")
     calls = {
-        "stt": engines["stt"].calls,  # type: ignore[attr-defined]
-        "llm": engines["llm"].calls,  # type: ignore[attr-defined]
-        "tts": len(engines["tts"].calls),  # type: ignore[attr-defined]
+        "stt": engines["stt"].calls,
+        "llm": engines["llm"].calls,
+        "tts": len(engines["tts"].calls),
     }
     assert {name for name, n in calls.items() if n} == set(ran)
     if "tts" in ran:

@@ -19,6 +19,8 @@ from s2s.settings import Settings
 
 UPLOAD_TIMEOUT_S = 3
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def api(redis: Redis, tmp_path: Path) -> Iterator[str]:

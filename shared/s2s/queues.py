@@ -58,6 +58,11 @@ class RetryPolicy:
         return Retry(max=self.retries, interval=list(self.intervals)) if self.retries else None
 
 
+def registered_workers(redis: Redis) -> list[str]:
+    """The names of every worker registered with RQ (`{stage}-{host}-{pid}-{random}`)."""
+    return [w.name for w in Worker.all(connection=redis)]
+
+
 class StageQueues:
     """One RQ queue per stage, named after it; a job is handed to a stage by `enqueue`."""
 

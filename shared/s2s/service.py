@@ -1,0 +1,48 @@
+"""What a container runs (`s2s-run`) and how it reports its health (`s2s-health`), for whichever
+service `S2S_SERVICE` names (api, stt-worker, llm-worker, tts-worker): one image recipe serves all.
+
+A worker is healthy once it has registered with its queue, which it does only after loading and
+warming up its model; the API once it answers /healthz."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import urllib.request
+
+SERVICES = ("api", "stt-worker", "llm-worker", "tts-worker")
+
+
+def _service() -> str:
+    service = os.environ.get("S2S_SERVICE", "")
+    if service not in SERVICES:
+        print(f"S2S_SERVICE must be one of {', '.join(SERVICES)}, not {service!r}", file=sys.stderr)
+        raise SystemExit(2)
+    return service
+
+
+def run() -> None:
+    """`s2s-run`: become the service's own command."""
+    command = f"s2s-{_service()}"
+    os.execvp(command, [command, *sys.argv[1:]])
+
+
+def health() -> int:
+    """`s2s-health`: 0 when the service is up, 1 otherwise."""
+    service = _service()
+    try:
+        if service == "api":
+            port = os.environ.get("API_PORT", "8000")
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=4)
+            return 0
+        from redis import Redis
+
+        from .queues import registered_workers
+
+        names = registered_workers(Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=4))
+        me = f"{service.removesuffix('-worker')}-{socket.gethostname()}-"
+        return 0 if any(name.startswith(me) for name in names) else 1
+    except Exception as exc:  # any failure is simply "not healthy"
+        print(f"unhealthy: {type(exc).__name__}", file=sys.stderr)
+        return 1
