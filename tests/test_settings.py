@@ -8,16 +8,28 @@ import sys
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from s2s.settings import Settings
 
 ENV_EXAMPLE = Path(__file__).resolve().parents[1] / ".env.example"
 
 
+def setting_names() -> set[str]:
+    """Every variable Settings reads: its fields, and GROUP__OPTION for each backend group."""
+    names = set()
+    for name, field in Settings.model_fields.items():
+        group = field.annotation
+        if isinstance(group, type) and issubclass(group, BaseModel):
+            names |= {f"{name}__{option}".upper() for option in group.model_fields}
+        else:
+            names.add(name.upper())
+    return names
+
+
 def test_every_setting_is_documented() -> None:
     documented = set(re.findall(r"^([A-Z0-9_]+)=", ENV_EXAMPLE.read_text(), re.M))
-    assert {name.upper() for name in Settings.model_fields} <= documented
+    assert setting_names() <= documented
 
 
 def test_documented_defaults_are_the_real_ones() -> None:
@@ -46,3 +58,17 @@ def test_a_worker_with_bad_settings_stops_with_one_line() -> None:
     )
     assert result.returncode == 2
     assert "unknown stt backend 'whisperx'; valid: faster-whisper, nemo" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "where"),
+    [("TORCH__DEVICE", "gpu", "torch.device"), ("NEMO__ATT_CONTEXT_RIGHT", "-1", "nemo.att_context_right")],
+)
+def test_backend_options_are_read_and_checked_as_groups(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, where: str
+) -> None:
+    monkeypatch.setenv("TRANSFORMERS__DTYPE", "float16")
+    assert Settings(_env_file=None).transformers.dtype == "float16"  # type: ignore[call-arg]
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ValidationError, match=where.replace(".", r"\.")):
+        Settings(_env_file=None)  # type: ignore[call-arg]

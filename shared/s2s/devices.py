@@ -1,4 +1,4 @@
-"""Which torch device a model runs on, from `MODEL_DEVICE`. Torch is imported only when a torch
+"""Which torch device a model runs on, from `TORCH__DEVICE`. Torch is imported only when a torch
 backend asks, so the light services never load it."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ def torch_device(name: str) -> str:
         return name
     kind, _, index = name.partition(":")
     if kind != "cuda" or not (index == "" or index.isdigit()):
-        raise ConfigError(f"MODEL_DEVICE={name!r}; use auto, cpu, cuda or cuda:N")
+        raise ConfigError(f"TORCH__DEVICE={name!r}; use auto, cpu, cuda or cuda:N")
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if int(index or 0) >= count:
-        raise ConfigError(f"MODEL_DEVICE={name} but torch sees {count} CUDA device(s)")
+        raise ConfigError(f"TORCH__DEVICE={name} but torch sees {count} CUDA device(s)")
     return name

@@ -1,6 +1,10 @@
 """One settings class for every service, read from the environment (and `.env`) and checked at start.
 
-Each variable is documented in `.env.example`; the names there are these fields in upper case.
+What every service or stage reads is a field of `Settings`; what only one backend reads is a group
+of its own (`TorchSettings`, `NemoSettings`, `TransformersSettings`), a field named after it, set
+with the group's name, two underscores and the option: `NEMO__ATT_CONTEXT_RIGHT=6`. A new
+backend with options adds a group and one field here. Each variable is documented in
+`.env.example` (a test checks that every field and group option is there, with its default).
 """
 
 from __future__ import annotations
@@ -8,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -20,8 +24,32 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
+class TorchSettings(BaseModel):
+    """The torch backends: nemo, transformers, chatterbox."""
+
+    #: Where they run: "auto" (the GPU when torch sees one, else the CPU), "cpu", "cuda" or
+    #: "cuda:N". Naming a GPU that is not there stops the worker at start.
+    device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"
+
+
+class NemoSettings(BaseModel):
+    """STT_BACKEND=nemo."""
+
+    #: Cache-aware streaming: R of the attention context [70, R]; each chunk is (R + 1) x 80 ms
+    #: (nemotron-speech-streaming was trained with R = 0, 1, 6, 13: 80, 160, 560, 1120 ms).
+    att_context_right: Annotated[int, Field(ge=0)] = 13
+
+
+class TransformersSettings(BaseModel):
+    """LLM_BACKEND=transformers."""
+
+    #: Weights: "auto" is bfloat16 on a GPU that has it, else float16 on a GPU, and float32 on
+    #: the CPU.
+    dtype: Annotated[str, Field(pattern=r"^(auto|float32|float16|bfloat16)$")] = "auto"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
 
     # --- shared by every service
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -90,16 +118,10 @@ class Settings(BaseSettings):
     tts_voice: str = ""
     tts_timeout_s: PositiveInt = 120
 
-    # --- production GPU backends (nemo, transformers, chatterbox)
-    #: Where the torch backends run: "auto" (the GPU when torch sees one, else the CPU), "cpu",
-    #: "cuda" or "cuda:N". Naming a GPU that is not there stops the worker at start.
-    model_device: Annotated[str, Field(pattern=r"^(auto|cpu|cuda(:[0-9]+)?)$")] = "auto"
-    #: NeMo cache-aware streaming: R of the attention context [70, R]; each chunk is (R + 1) x 80 ms
-    #: (nemotron-speech-streaming was trained with R = 0, 1, 6, 13: 80, 160, 560, 1120 ms).
-    stt_att_context_right: Annotated[int, Field(ge=0)] = 13
-    #: Weights of the transformers LLM: "auto" is bfloat16 on a GPU that has it, else float16 on
-    #: a GPU, and float32 on the CPU.
-    llm_dtype: Annotated[str, Field(pattern=r"^(auto|float32|float16|bfloat16)$")] = "auto"
+    # --- options of one backend each (NAME__OPTION in the environment)
+    torch: TorchSettings = TorchSettings()
+    nemo: NemoSettings = NemoSettings()
+    transformers: TransformersSettings = TransformersSettings()
 
     @field_validator("llm_system_prompt", mode="before")
     @classmethod

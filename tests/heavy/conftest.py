@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from s2s.settings import Settings
+from s2s.settings import Settings, TorchSettings
 
 #: Set to 1 on a host with a GPU and network to also run the smoke tests of the real models.
 REAL_MODELS = os.environ.get("S2S_REAL_MODELS") == "1"
@@ -27,7 +27,7 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 def heavy_settings(**overrides: Any) -> Settings:
     """Settings as a worker would read them, minus any `.env` of the developer's."""
-    values: dict[str, Any] = {"model_device": "auto", "cpu_threads": 2, "stage_retries": 0}
+    values: dict[str, Any] = {"torch": TorchSettings(device="auto"), "cpu_threads": 2, "stage_retries": 0}
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 

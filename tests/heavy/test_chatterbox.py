@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch")
 import soundfile as sf  # noqa: E402
 
 from s2s.errors import ConfigError, MissingDependencyError  # noqa: E402
+from s2s.settings import TorchSettings  # noqa: E402
 from s2s.text import sentences  # noqa: E402
 from s2s.worker import load_engine  # noqa: E402
 from tts_worker.engine import BACKENDS  # noqa: E402
@@ -134,7 +135,7 @@ def test_a_gpu_that_is_not_there_stops_the_worker(backend: types.ModuleType) -> 
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU")
     with pytest.raises(ConfigError, match="CUDA device"):
-        backend.ChatterboxEngine.from_settings(heavy_settings(model_device="cuda:1"))
+        backend.ChatterboxEngine.from_settings(heavy_settings(torch=TorchSettings(device="cuda:1")))
 
 
 def test_each_sentence_is_one_call(backend: types.ModuleType) -> None:

@@ -1,4 +1,4 @@
-"""MODEL_DEVICE as every torch backend reads it."""
+"""TORCH__DEVICE as every torch backend reads it."""
 
 import pytest
 

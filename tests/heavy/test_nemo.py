@@ -15,6 +15,7 @@ import soundfile
 import torch
 
 from s2s.errors import ConfigError
+from s2s.settings import NemoSettings, TorchSettings
 from s2s.worker import load_engine
 from stt_worker.backends.nemo import NemoEngine
 from stt_worker.engine import BACKENDS
@@ -76,7 +77,7 @@ def test_default_chunk_is_the_longest_lookahead(engine: NemoEngine) -> None:
 
 
 def test_chunk_size_is_a_setting(tiny_nemo: Path) -> None:
-    settings = heavy_settings(stt_model=str(tiny_nemo), stt_att_context_right=1)
+    settings = heavy_settings(stt_model=str(tiny_nemo), nemo=NemoSettings(att_context_right=1))
     engine = NemoEngine.from_settings(settings)
     assert list(engine.model.encoder.att_context_size) == [70, 1]
     assert engine.model.encoder.streaming_cfg is not None
@@ -85,7 +86,9 @@ def test_chunk_size_is_a_setting(tiny_nemo: Path) -> None:
 
 def test_untrained_chunk_size_stops_the_worker(tiny_nemo: Path) -> None:
     with pytest.raises(ConfigError, match=r"valid: 0, 1, 6, 13"):
-        NemoEngine.from_settings(heavy_settings(stt_model=str(tiny_nemo), stt_att_context_right=5))
+        NemoEngine.from_settings(
+            heavy_settings(stt_model=str(tiny_nemo), nemo=NemoSettings(att_context_right=5))
+        )
 
 
 def test_missing_nemo_file_stops_the_worker(tmp_path: Path) -> None:
@@ -103,7 +106,7 @@ def test_a_gpu_that_is_not_there_stops_the_worker(tiny_nemo: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU")
     with pytest.raises(ConfigError, match="CUDA device"):
-        NemoEngine.from_settings(heavy_settings(stt_model=str(tiny_nemo), model_device="cuda"))
+        NemoEngine.from_settings(heavy_settings(stt_model=str(tiny_nemo), torch=TorchSettings(device="cuda")))
 
 
 @pytest.mark.skipif(not REAL_MODELS, reason="S2S_REAL_MODELS=1 runs it (downloads 2.4 GB)")

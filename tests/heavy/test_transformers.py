@@ -16,7 +16,7 @@ import torch
 from llm_worker.backends.hf_transformers import TransformersEngine
 from llm_worker.engine import BACKENDS, ChatMessage, build_messages
 from s2s.errors import ConfigError, PermanentStageError
-from s2s.settings import DEFAULT_SYSTEM_PROMPT
+from s2s.settings import DEFAULT_SYSTEM_PROMPT, TorchSettings, TransformersSettings
 from s2s.worker import load_engine
 
 from .conftest import REAL_MODELS, heavy_settings
@@ -82,7 +82,7 @@ def test_loads_in_float32_on_the_cpu(random_engine: TransformersEngine) -> None:
 
 
 def test_dtype_is_a_setting(tiny_phi3: Path) -> None:
-    engine = engine_for(tiny_phi3, llm_dtype="bfloat16", llm_max_tokens=4)
+    engine = engine_for(tiny_phi3, transformers=TransformersSettings(dtype="bfloat16"), llm_max_tokens=4)
     assert engine.model.dtype == torch.bfloat16
     assert isinstance(engine.generate(messages()), str)
 
@@ -136,7 +136,9 @@ def test_a_gpu_that_is_not_there_stops_the_worker(tiny_phi3: Path) -> None:
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU")
     with pytest.raises(ConfigError, match="CUDA device"):
-        TransformersEngine.from_settings(heavy_settings(llm_model=str(tiny_phi3), model_device="cuda:0"))
+        TransformersEngine.from_settings(
+            heavy_settings(llm_model=str(tiny_phi3), torch=TorchSettings(device="cuda:0"))
+        )
 
 
 @pytest.mark.skipif(not REAL_MODELS, reason="S2S_REAL_MODELS=1 runs it (downloads 7.6 GB)")

@@ -1,7 +1,7 @@
 """Hugging Face transformers on torch; microsoft/Phi-3-mini-4k-instruct by default (production, GPU).
 
 `LLM_MODEL` may name another hub model or a local directory written by `save_pretrained`; it must
-carry a chat template. The weights are loaded once, in bf16/fp16 on a GPU (`LLM_DTYPE`), and with
+carry a chat template. The weights are loaded once, in bf16/fp16 on a GPU (`TRANSFORMERS__DTYPE`), and with
 `LLM_TEMPERATURE=0` the reply is decoded greedily, so a transcript always gets the same answer.
 """
 
@@ -72,8 +72,8 @@ class TransformersEngine(LLMEngine):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         name = settings.llm_model or DEFAULT_MODEL
-        device = torch.device(torch_device(settings.model_device))
-        dtype = resolve_dtype(settings.llm_dtype, device)
+        device = torch.device(torch_device(settings.torch.device))
+        dtype = resolve_dtype(settings.transformers.dtype, device)
         if device.type == "cpu":
             torch.set_num_threads(settings.cpu_threads)
         try:

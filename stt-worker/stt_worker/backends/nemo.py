@@ -2,7 +2,7 @@
 
 `STT_MODEL` may name another pretrained NeMo model or a local `.nemo` file. Nemotron is a
 cache-aware streaming FastConformer (RNN-T): it was trained for several right attention contexts
-and `STT_ATT_CONTEXT_RIGHT` picks one, [70, R], trading latency per chunk for accuracy. A whole
+and `NEMO__ATT_CONTEXT_RIGHT` picks one, [70, R], trading latency per chunk for accuracy. A whole
 recording is transcribed at once under that chunked attention mask, which gives what the
 streaming run would. The samples go to the model as an array: nothing is written to disk.
 """
@@ -55,14 +55,14 @@ def set_right_context(model: Any, right: int) -> None:
     """Pick the streaming chunk the model runs with; refuse one it was not trained for."""
     encoder = model.encoder
     if not hasattr(encoder, "set_default_att_context_size"):
-        log.info("%s is not a cache-aware streaming model; STT_ATT_CONTEXT_RIGHT is ignored", type(model))
+        log.info("%s is not a cache-aware streaming model; NEMO__ATT_CONTEXT_RIGHT is ignored", type(model))
         return
     trained = [list(c) for c in getattr(encoder, "att_context_size_all", [])]
     left = int(encoder.att_context_size[0])
     if trained and [left, right] not in trained:
         valid = sorted({c[1] for c in trained if c[0] == left})
         raise ConfigError(
-            f"STT_ATT_CONTEXT_RIGHT={right} is not one the model was trained for; valid: "
+            f"NEMO__ATT_CONTEXT_RIGHT={right} is not one the model was trained for; valid: "
             + ", ".join(map(str, valid))
         )
     encoder.set_default_att_context_size([left, right])
@@ -75,14 +75,14 @@ class NemoEngine(STTEngine):
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
         name = settings.stt_model or DEFAULT_MODEL
-        device = torch.device(torch_device(settings.model_device))
+        device = torch.device(torch_device(settings.torch.device))
         if device.type == "cpu":
             torch.set_num_threads(settings.cpu_threads)
         model = load_model(name, device)
         rate = int(model.cfg.get("sample_rate", STT_SAMPLE_RATE))
         if rate != STT_SAMPLE_RATE:
             raise ConfigError(f"NeMo model {name!r} expects {rate} Hz audio; the pipeline gives it 16 kHz")
-        set_right_context(model, settings.stt_att_context_right)
+        set_right_context(model, settings.nemo.att_context_right)
         model.eval()
         return cls(model)
 

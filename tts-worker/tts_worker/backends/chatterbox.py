@@ -76,7 +76,7 @@ class ChatterboxEngine(TTSEngine):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        device = torch_device(settings.model_device)
+        device = torch_device(settings.torch.device)
         voice = Path(settings.tts_voice).expanduser() if settings.tts_voice else None
         if voice is not None:
             check_voice_clip(voice)  # before the multi-GB load, so a typo fails fast
