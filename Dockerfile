@@ -3,10 +3,13 @@
 # repository root. Compose picks the target and the service (docker-compose.yml, and
 # docker-compose.gpu.yml for the GPU workers); by hand:
 #
-#   docker build --target light --build-arg SERVICE=api -t s2s-api .
-#   docker build --target light --build-arg SERVICE=llm-worker --build-arg EXTRA='[cpu]' -t s2s-llm-worker-cpu .
-#   docker build --target gpu --build-arg SERVICE=stt-worker \
+#   docker build --build-arg SERVICE=api -t s2s-api .
+#   docker build --build-arg SERVICE=llm-worker --build-arg EXTRA='[cpu]' -t s2s-llm-worker-cpu .
+#   docker build --build-arg DEPS=gpu --build-arg SERVICE=stt-worker \
 #       --build-arg TORCH_VERSION=2.13.0 --build-arg GPU_PACKAGES='nemo_toolkit[asr]==3.0.0' -t s2s-stt-worker .
+#
+# Stages: `light` (the API and the CPU workers' dependencies) or `gpu` (a GPU worker's), chosen by
+# DEPS; then `app`, the same for every image: the code, the user, the health check.
 #
 # Dependencies are installed before the code is copied (from the package definitions alone, with
 # the versions of requirements.lock for the light images), so a code change rebuilds only the
@@ -17,6 +20,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # torch 2.13 from PyPI is built for CUDA 13.0 (driver >= 580). For an older driver, build with
 # TORCH_PIP_ARGS="--index-url <PyTorch's cu128 index>" and a matching CUDA_IMAGE.
 ARG CUDA_IMAGE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
+# Which dependency stage the image is built on: light or gpu.
+ARG DEPS=light
 
 # ---------------------------------------------------------------- the API and the CPU workers
 FROM ${PYTHON_IMAGE} AS light
@@ -42,12 +47,6 @@ COPY requirements.lock ./
 COPY shared/pyproject.toml shared/
 COPY ${SERVICE}/pyproject.toml ${SERVICE}/
 RUN pip install --no-cache-dir -c requirements.lock ./shared "./${SERVICE}${EXTRA}"
-COPY shared/ shared/
-COPY ${SERVICE}/ ${SERVICE}/
-RUN pip install --no-cache-dir --no-deps --force-reinstall ./shared "./${SERVICE}"
-USER 10001:10001
-HEALTHCHECK --interval=30s --timeout=10s --start-period=5m --retries=3 CMD ["s2s-health"]
-CMD ["s2s-run"]
 
 # ---------------------------------------------------------------- the GPU workers
 FROM ${CUDA_IMAGE} AS gpu
@@ -87,9 +86,16 @@ COPY ${SERVICE}/pyproject.toml ${SERVICE}/
 # hadolint ignore=DL3013,SC2086
 RUN pip install --no-cache-dir ./shared "./${SERVICE}[gpu]" $GPU_PACKAGES \
       ${TORCH_VERSION:+"torch==${TORCH_VERSION}"}
+
+# ---------------------------------------------------------------- every image: the code on top
+# hadolint ignore=DL3006
+FROM ${DEPS} AS app
+ARG SERVICE=api
+WORKDIR /app
 COPY shared/ shared/
 COPY ${SERVICE}/ ${SERVICE}/
 RUN pip install --no-cache-dir --no-deps --force-reinstall ./shared "./${SERVICE}"
 USER 10001:10001
+# The first start of a GPU worker may spend long minutes downloading its weights.
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60m --retries=3 CMD ["s2s-health"]
 CMD ["s2s-run"]

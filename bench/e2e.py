@@ -13,7 +13,6 @@ words). Then p50/p95 over all clips and over the clips under 5 s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import re
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import httpx
 import soundfile as sf
+from report import emit
+from report import parser as report_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,12 +159,9 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = report_parser(__doc__)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
-    parser.add_argument("--out", type=Path, help="also write the table (Markdown) to this file")
     args = parser.parse_args(argv)
 
     refs_file = args.eval_dir / "refs.json"
@@ -208,11 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{time.strftime('%Y-%m-%d')}\n\n"
     )
     out = header + table(rows)
-    print(out)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(out + "\n")
-    return 0
+    return emit(out, args.out)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ same spoken question `--jobs` times, one after the other, and prints each job's 
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import sys
@@ -18,43 +17,34 @@ import time
 from pathlib import Path
 
 import httpx
+from report import emit
+from report import parser as report_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import Stack, wav_bytes  # noqa: E402
+from support import running_stack, spoken  # noqa: E402
 
 QUESTION = "What should I cook for dinner tonight?"
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = report_parser(__doc__)
     parser.add_argument("--jobs", type=int, default=5)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    from s2s.settings import Settings
-    from tts_worker.backends.piper import PiperEngine
-
-    piper = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    question = wav_bytes(piper.synthesize(QUESTION), piper.sample_rate, subtype="PCM_16")
+    question = spoken(QUESTION)
     rows: list[tuple[float, float, float]] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp))
-        stack.start_redis()
-        try:
-            stack.up()
-            with httpx.Client(base_url=stack.url, timeout=60) as http:
-                for _ in range(args.jobs):
-                    job_id = stack.upload(http, question)
-                    job = stack.wait_all(http, [job_id], timeout=120)[job_id]
-                    t = job["timings"]
-                    assert isinstance(t, dict)
-                    rows.append((t["stt_s"], t["llm_s"], t["tts_s"]))
-        finally:
-            stack.ctl("down")
-            stack.stop_redis()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_stack(Path(tmp)) as stack,
+        httpx.Client(base_url=stack.url, timeout=60) as http,
+    ):
+        for _ in range(args.jobs):
+            job_id = stack.upload(http, question)
+            job = stack.wait_all(http, [job_id], timeout=120)[job_id]
+            t = job["timings"]
+            assert isinstance(t, dict)
+            rows.append((t["stt_s"], t["llm_s"], t["tts_s"]))
     later = rows[1:]
     lines = [
         f"# First job after a start ({platform.machine()}, {time.strftime('%Y-%m-%d')}): {QUESTION!r}",
@@ -70,11 +60,7 @@ def main() -> int:
         + " |",
     ]
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
-    return 0
+    return emit(table, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ workers, so every accepted job waits. It prints two tables:
 
 from __future__ import annotations
 
-import argparse
 import io
 import platform
 import sys
@@ -31,6 +30,8 @@ import httpx
 import numpy as np
 import soundfile as sf
 from redis import Redis
+from report import emit
+from report import parser as report_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
@@ -95,11 +96,8 @@ def post(base: str, data: bytes) -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = report_parser(__doc__)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/13")
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     redis = Redis.from_url(args.redis_url)
     redis.flushdb()
@@ -172,11 +170,7 @@ def main() -> int:
             proc.wait(10)
             redis.flushdb()
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
-    return 0
+    return emit(table, args.out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ again, and until the job completes.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import statistics
 import sys
@@ -22,11 +21,13 @@ import time
 from pathlib import Path
 
 import httpx
+from report import emit
+from report import parser as report_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import Stack, wav_bytes  # noqa: E402
+from support import running_stack, spoken  # noqa: E402
 
 QUESTION = (
     "I have been thinking about the weather all week long. It rained on Monday, it was windy on "
@@ -35,47 +36,31 @@ QUESTION = (
 )
 
 
-def spoken() -> bytes:
-    from s2s.settings import Settings
-    from tts_worker.backends.piper import PiperEngine
-
-    engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    data: bytes = wav_bytes(engine.synthesize(QUESTION), engine.sample_rate, subtype="PCM_16")
-    return data
-
-
 def one_run(question: bytes) -> tuple[float, float]:
-    with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp))
-        stack.start_redis()
-        try:
-            stack.up()
-            with httpx.Client(base_url=stack.url, timeout=30) as http:
-                job_id = stack.upload(http, question)
-                first = stack.wait_for_field(job_id, "stt_started_at")
-                stack.kill("stt-worker")
-                killed = time.monotonic()
-                stack.up()
-                while stack.field(job_id, "stt_started_at") == first:
-                    time.sleep(0.05)
-                retried = time.monotonic() - killed
-                job = stack.wait_all(http, [job_id], timeout=300)[job_id]
-                if job["status"] != "completed":
-                    raise RuntimeError(f"the job did not complete: {job}")
-                return retried, time.monotonic() - killed
-        finally:
-            stack.ctl("down")
-            stack.stop_redis()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running_stack(Path(tmp)) as stack,
+        httpx.Client(base_url=stack.url, timeout=30) as http,
+    ):
+        job_id = stack.upload(http, question)
+        first = stack.wait_for_field(job_id, "stt_started_at")
+        stack.kill("stt-worker")
+        killed = time.monotonic()
+        stack.up()
+        while stack.field(job_id, "stt_started_at") == first:
+            time.sleep(0.05)
+        retried = time.monotonic() - killed
+        job = stack.wait_all(http, [job_id], timeout=300)[job_id]
+        if job["status"] != "completed":
+            raise RuntimeError(f"the job did not complete: {job}")
+        return retried, time.monotonic() - killed
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = report_parser(__doc__)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    question = spoken()
+    question = spoken(QUESTION)
     rows = []
     for i in range(args.runs):
         retried, done = one_run(question)
@@ -92,11 +77,7 @@ def main() -> int:
         f"| median | {statistics.median(retries):.1f} | {statistics.median(d for _, d in rows):.1f} |",
     ]
     table = "\n".join(lines)
-    print(table)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(table + "\n")
-    return 0
+    return emit(table, args.out)
 
 
 if __name__ == "__main__":

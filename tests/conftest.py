@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from redis import Redis
-from support import wav_bytes
+from support import spoken
 
 from s2s.settings import Settings
 
@@ -42,8 +42,5 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture(scope="session")
 def spoken_question() -> bytes:
-    """A real spoken question, made with the project's own TTS (Piper, voice shipped in a wheel)."""
-    from tts_worker.backends.piper import PiperEngine
-
-    engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    return wav_bytes(engine.synthesize(QUESTION), engine.sample_rate, subtype="PCM_16")
+    """A real spoken question, made with the project's own TTS."""
+    return spoken(QUESTION)

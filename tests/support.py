@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -216,3 +217,25 @@ class Stack:
         missing = [i for i in ids if i not in done]
         assert not missing, f"jobs never ended: {missing}\n{self.logs()}"
         return done
+
+
+@contextlib.contextmanager
+def running_stack(tmp: Path, env: dict[str, str] | None = None) -> Iterator[Stack]:
+    """A private Redis and the four services started with `make up`'s script; both stopped after."""
+    stack = Stack(tmp, env)
+    stack.start_redis()
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.ctl("down")
+        stack.stop_redis()
+
+
+def spoken(text: str) -> bytes:
+    """Real speech, made with the project's own TTS (Piper, its voice shipped in a wheel)."""
+    from s2s.settings import Settings
+    from tts_worker.backends.piper import PiperEngine
+
+    engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
+    return wav_bytes(engine.synthesize(text), engine.sample_rate, subtype="PCM_16")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from support import Stack, free_port, running, s2s_ctl, wav_bytes
+from support import Stack, free_port, running, running_stack, s2s_ctl, spoken
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -31,23 +31,14 @@ SHORT_TIMES = {"WORKER_LIVENESS_S": str(LIVENESS_S), "MAINTENANCE_INTERVAL_S": s
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    s = Stack(tmp_path_factory.mktemp("crash"), {**SHORT_TIMES, "RETRY_INTERVALS_S": "1"})
-    s.start_redis()
-    try:
-        s.up()
+    env = {**SHORT_TIMES, "RETRY_INTERVALS_S": "1"}
+    with running_stack(tmp_path_factory.mktemp("crash"), env) as s:
         yield s
-    finally:
-        s.ctl("down")
-        s.stop_redis()
 
 
 @pytest.fixture(scope="module")
 def long_question() -> bytes:
-    from s2s.settings import Settings
-    from tts_worker.backends.piper import PiperEngine
-
-    engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
-    return wav_bytes(engine.synthesize(LONG_QUESTION), engine.sample_rate, subtype="PCM_16")
+    return spoken(LONG_QUESTION)
 
 
 def test_worker_killed_mid_stage_job_still_completes(stack: Stack, long_question: bytes) -> None:

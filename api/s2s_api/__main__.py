@@ -4,17 +4,13 @@ import sys
 
 import uvicorn
 
-from s2s.settings import Settings
+from s2s.settings import load_settings
 
 from .app import create_app
 
 
 def main() -> int:
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"s2s-api: invalid settings: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings("s2s-api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,

@@ -48,7 +48,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 import numpy as np
 from pydantic import BaseModel
@@ -254,6 +254,21 @@ class AdmissionLimits:
     max_per_minute: int = 0
 
 
+class NewJob(TypedDict, total=False):
+    """What a new job may say besides its upload (`JobStore.create`, `Pipeline.submit`)."""
+
+    #: The stages it runs; the full route when not given.
+    route: Route
+    #: The input of a route that does not start with STT: a `Transcript` or a `Reply`.
+    inputs: StageOutput | None
+    #: Whose it is (a hash of the API key); None when the API is open.
+    owner: str | None
+    #: Who the per-client limits count it against.
+    client: str | None
+    limits: AdmissionLimits | None
+    job_id: str | None
+
+
 class AdmissionRefused(Exception):
     """A new job was refused: `limit` is "queue" (too many unfinished jobs), "client" (the client
     has too many unfinished) or "rate" (too many uploads this minute)."""
@@ -279,17 +294,7 @@ class JobStore:
         self._admit_script = redis.register_script(_ADMIT_LUA)
 
     # ------------------------------------------------------------------ transitions
-    def create(
-        self,
-        samples: np.ndarray | None = None,
-        *,
-        route: Route = FULL_ROUTE,
-        inputs: StageOutput | None = None,
-        owner: str | None = None,
-        job_id: str | None = None,
-        client: str | None = None,
-        limits: AdmissionLimits | None = None,
-    ) -> JobRecord:
+    def create(self, samples: np.ndarray | None = None, **new: Unpack[NewJob]) -> JobRecord:
         """Store a new queued job with the input of its route's first stage: `samples` (16 kHz
         mono) for STT, `inputs` (a `Transcript` or `Reply`) for a route that starts later. Putting
         it on its first queue is the caller's (`Pipeline.submit`).
@@ -298,15 +303,17 @@ class JobStore:
         unfinished, `client` has fewer than `limits.max_active_per_client` of them and made fewer
         than `limits.max_per_minute` uploads this minute; otherwise `AdmissionRefused` says which
         limit, and nothing is stored. The check and the write are one atomic script."""
-        job_id = job_id or new_job_id()
-        limits = limits or AdmissionLimits()
+        route = new.get("route") or FULL_ROUTE
+        inputs, client = new.get("inputs"), new.get("client")
+        job_id = new.get("job_id") or new_job_id()
+        limits = new.get("limits") or AdmissionLimits()
         now = time.time()
         record = {
             "status": Status.QUEUED.value,
             "route": route_name(route),
             "created_at": repr(now),
             "updated_at": repr(now),
-            "owner": owner or "",
+            "owner": new.get("owner") or "",
             "client": client or "",
             **(inputs.fields() if inputs else {}),
         }

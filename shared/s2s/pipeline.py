@@ -4,10 +4,12 @@ new route through the stages needs neither new queues nor a change to the worker
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import numpy as np
 from redis import Redis
 
-from .jobs import FULL_ROUTE, AdmissionLimits, JobRecord, JobStore, Route, Stage, StageOutput
+from .jobs import JobRecord, JobStore, NewJob, Stage, StageOutput
 from .queues import StageQueues
 from .settings import Settings
 
@@ -21,21 +23,10 @@ class Pipeline:
     def from_settings(cls, redis: Redis, settings: Settings) -> Pipeline:
         return cls(JobStore.from_settings(redis, settings), StageQueues.from_settings(redis, settings))
 
-    def submit(
-        self,
-        samples: np.ndarray | None = None,
-        *,
-        route: Route = FULL_ROUTE,
-        inputs: StageOutput | None = None,
-        owner: str | None = None,
-        client: str | None = None,
-        limits: AdmissionLimits | None = None,
-    ) -> JobRecord:
-        """A new job on its route's first queue (see `JobStore.create` for the inputs)."""
-        job = self.store.create(
-            samples, route=route, inputs=inputs, owner=owner, client=client, limits=limits
-        )
-        self.queues.enqueue(job.id, route[0])
+    def submit(self, samples: np.ndarray | None = None, **new: Unpack[NewJob]) -> JobRecord:
+        """A new job on its route's first queue (see `JobStore.create` for what it takes)."""
+        job = self.store.create(samples, **new)
+        self.queues.enqueue(job.id, job.route[0])
         return job
 
     def hand_over(self, job: JobRecord, stage: Stage, seconds: float, output: StageOutput) -> None:

@@ -9,6 +9,7 @@ backend with options adds a group and one field here. Each variable is documente
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -153,3 +154,12 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value):
             raise ValueError("retry intervals must be >= 0 seconds")
         return value
+
+
+def load_settings(prog: str) -> Settings:
+    """The settings a service starts with; bad ones stop it with one line and exit status 2."""
+    try:
+        return Settings()
+    except ValueError as exc:
+        print(f"{prog}: invalid settings: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc

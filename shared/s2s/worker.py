@@ -29,7 +29,7 @@ from .jobs import JobRecord, Stage, StageOutput, done_statuses
 from .pipeline import Pipeline
 from .queues import work_until_stopped
 from .registry import Registry
-from .settings import Settings
+from .settings import Settings, load_settings
 
 log = logging.getLogger("s2s.worker")
 
@@ -116,11 +116,7 @@ def serve(
     parser.add_argument("--burst", action="store_true", help="exit once the queue is empty")
     args = parser.parse_args(argv)
     prog = parser.prog
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        print(f"{prog}: invalid settings: {exc}", file=sys.stderr)
-        return 2
+    settings = load_settings(prog)
     logging.basicConfig(
         level=settings.log_level.upper(), format=f"%(asctime)s {stage_name} %(levelname)s %(message)s"
     )
