@@ -12,11 +12,13 @@ from .errors import (
     StageError,
     UnknownBackendError,
 )
-from .jobs import STAGES, JobRecord, JobStore, Stage, Status
+from .jobs import ROUTES, STAGES, JobRecord, JobStore, Reply, SpokenReply, Stage, Status, Transcript
+from .pipeline import Pipeline
 from .registry import Registry
 from .settings import Settings
 
 __all__ = [
+    "ROUTES",
     "STAGES",
     "AudioError",
     "ConfigError",
@@ -24,11 +26,15 @@ __all__ = [
     "JobStore",
     "MissingDependencyError",
     "PermanentStageError",
+    "Pipeline",
     "Registry",
+    "Reply",
     "S2SError",
     "Settings",
+    "SpokenReply",
     "Stage",
     "StageError",
     "Status",
+    "Transcript",
     "UnknownBackendError",
 ]
