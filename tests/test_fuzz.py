@@ -79,8 +79,8 @@ def _seed_jobs(store: JobStore, owner: str | None) -> dict[str, str]:
     """Jobs in end states (so a fuzzed `?wait=` never blocks): completed with audio, failed, foreign."""
     samples = tone(0.5)
     done = store.create(samples, owner=owner)
-    store.reset_audio(done.id, 16000)
-    store.append_audio(done.id, b"\x00\x01" * 800)
+    store.set_audio_rate(done.id, 16000)
+    store.append_audio(done.id, 0, b"\x00\x01" * 800, 16000)
     stored = store.get(done.id)
     assert stored is not None
     store.finish_stage(stored, STAGE_BY_NAME["stt"], 0.1, Transcript(transcript="hi"))

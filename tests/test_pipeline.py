@@ -294,3 +294,70 @@ def test_a_job_runs_exactly_the_stages_of_its_route(
         assert len(pipeline.store.reply_wav(done)) > 44
     if route == "stt":
         assert done.transcript == "heard 16000 samples" and done.reply is None
+
+
+def _log(store: JobStore, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    import json
+
+    from s2s.jobs import log_key
+
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = store.redis.xrange(log_key(job_id))  # type: ignore[assignment]
+    return [(fields[b"type"].decode(), json.loads(fields[b"data"])) for _, fields in entries]
+
+
+def test_a_job_logs_its_events_in_order_and_its_timings(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
+    drain()
+    kinds = [kind for kind, _ in _log(store, job_id)]
+    assert kinds == [
+        "status",  # transcribing
+        "transcript",
+        "status",  # generating (handed over)
+        "status",  # generating (started)
+        "reply.delta",
+        "status",  # synthesizing (handed over)
+        "status",  # synthesizing (started)
+        "audio.chunk",
+        "audio.chunk",
+        "status",  # completed
+        "completed",
+    ]
+    chunks = [data for kind, data in _log(store, job_id) if kind == "audio.chunk"]
+    assert [c["index"] for c in chunks] == [0, 1] and all(c["seconds"] > 0 for c in chunks)
+    job = store.get(job_id)
+    assert job is not None
+    t = job.timings
+    assert t.first_audio_s is not None and t.total_s is not None and 0 < t.first_audio_s <= t.total_s
+    assert t.stt_wait_s is not None and t.llm_wait_s is not None and t.tts_wait_s is not None
+
+
+def test_a_retry_of_tts_neither_repeats_nor_reorders_audio(
+    redis: Redis, settings: Settings, engines: Engines, drain: Drain
+) -> None:
+    pipeline = Pipeline.from_settings(
+        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
+    )
+    store = pipeline.store
+    tts = ToneTTS()
+    real = tts.synthesize
+    failures = [RuntimeError("GPU fell off")]
+
+    def second_sentence_fails_once(text: str) -> np.ndarray:
+        if len(tts.calls) == 1 and failures:  # after the first chunk was stored
+            raise failures.pop()
+        return real(text)
+
+    tts.synthesize = second_sentence_fails_once  # type: ignore[method-assign]
+    s2s_worker.install(STTHandler(engines["stt"], pipeline, settings))
+    s2s_worker.install(LLMHandler(engines["llm"], pipeline, settings))
+    s2s_worker.install(TTSHandler(tts, pipeline, settings))
+    job_id = pipeline.submit(one_second()).id
+    drain("stt", "llm", "tts")
+    drain("tts")  # the retry
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED
+    assert tts.calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]  # the first sentence once
+    assert [d["index"] for k, d in _log(store, job_id) if k == "audio.chunk"] == [0, 1]
+    assert store.audio_chunks(job_id) == 2

@@ -26,8 +26,10 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
                                    read it or the job ends, so only the record and the reply stay
     s2s:job:{id}:audio     list    the reply as 16-bit mono PCM chunks, one per sentence, in order;
                                    readable while synthesis still runs
-    s2s:job:{id}:events    channel the new status on every change; the API's long polls listen to
-                                   all of them through one pattern subscription
+    s2s:job:{id}:log       stream  the job's events in order (`EVENT_TYPES`), each with a JSON `data`;
+                                   what /v1/jobs/{id}/events sends, and resumes from by entry id
+    s2s:job:{id}:events    channel the type of each event as it is logged; the API listens to all
+                                   jobs through one pattern subscription and reads the log then
     s2s:active             zset    every unfinished job, scored by when it expires: admission counts
     s2s:active:{client}    zset    the same per client (API key, or address when the API is open);
                                    a job leaves both when it ends, or when it expires unfinished
@@ -42,6 +44,7 @@ output + the next queue). This module knows nothing of RQ.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
@@ -113,11 +116,23 @@ def done_statuses(stage: Stage) -> list[Status]:
     return later + [s for s in Status if s.terminal]
 
 
+#: Every event a job logs, in the order they can come: `status` {status} on every change of
+#: status; `transcript` {text}; `reply.delta` {text}; `audio.chunk` {index, seconds}; and last
+#: `completed` or `failed` {} (readers attach the record).
+EVENT_TYPES: Final = ("status", "transcript", "reply.delta", "audio.chunk", "completed", "failed")
+
+Event = tuple[str, dict[str, Any]]
+
+
 class StageOutput(BaseModel):
     """What a stage hands to the next one, stored as fields of the job's record."""
 
     def fields(self) -> dict[str, str]:
         return {k: str(v) for k, v in self.model_dump().items()}
+
+    def events(self) -> list[Event]:
+        """What the job's event log says about this output."""
+        return []
 
 
 class Transcript(StageOutput):
@@ -125,11 +140,17 @@ class Transcript(StageOutput):
 
     transcript: str
 
+    def events(self) -> list[Event]:
+        return [("transcript", {"text": self.transcript})]
+
 
 class Reply(StageOutput):
     """The LLM's output; TTS's input."""
 
     reply: str
+
+    def events(self) -> list[Event]:
+        return [("reply.delta", {"text": self.reply})]
 
 
 class SpokenReply(StageOutput):
@@ -172,6 +193,14 @@ def events_channel(job_id: str) -> str:
     return f"{PREFIX}{job_id}:events"
 
 
+def log_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:log"
+
+
+#: Entries kept in a job's event log (a job makes a few per sentence).
+LOG_MAXLEN: Final = 1000
+
+
 EVENTS_PATTERN: Final = f"{PREFIX}*:events"
 
 
@@ -189,6 +218,12 @@ class Timings(BaseModel):
     llm_s: float | None = None
     tts_s: float | None = None
     total_s: float | None = None
+    #: Accepted -> the first chunk of reply audio stored (what a streaming listener waits).
+    first_audio_s: float | None = None
+    #: Each stage's wait in its queue: handed over (or accepted) -> its worker started it.
+    stt_wait_s: float | None = None
+    llm_wait_s: float | None = None
+    tts_wait_s: float | None = None
 
 
 class JobRecord(BaseModel):
@@ -220,6 +255,13 @@ class JobRecord(BaseModel):
         def num(field: str) -> float | None:
             return float(h[field]) if field in h else None
 
+        def between(start: str, end: str) -> float | None:
+            a, b = num(start), num(end)
+            return round(max(0.0, b - a), 4) if a is not None and b is not None else None
+
+        def since_created(field: str) -> float | None:
+            return between("created_at", field)
+
         error = (
             JobError(stage=h["error_stage"], message=h.get("error_message", ""))
             if "error_stage" in h
@@ -234,7 +276,14 @@ class JobRecord(BaseModel):
             reply=h.get("reply"),
             error=error,
             timings=Timings(
-                stt_s=num("stt_s"), llm_s=num("llm_s"), tts_s=num("tts_s"), total_s=num("total_s")
+                stt_s=num("stt_s"),
+                llm_s=num("llm_s"),
+                tts_s=num("tts_s"),
+                total_s=num("total_s"),
+                first_audio_s=since_created("first_audio_at"),
+                stt_wait_s=between("stt_queued_at", "stt_started_at"),
+                llm_wait_s=between("llm_queued_at", "llm_started_at"),
+                tts_wait_s=between("tts_queued_at", "tts_started_at"),
             ),
             created_at=float(h["created_at"]),
             updated_at=float(h["updated_at"]),
@@ -292,6 +341,7 @@ class JobStore:
         self._start_script = redis.register_script(_START_STAGE_LUA)
         self._update_script = redis.register_script(_UPDATE_LUA)
         self._admit_script = redis.register_script(_ADMIT_LUA)
+        self._append_script = redis.register_script(_APPEND_AUDIO_LUA)
 
     # ------------------------------------------------------------------ transitions
     def create(self, samples: np.ndarray | None = None, **new: Unpack[NewJob]) -> JobRecord:
@@ -311,6 +361,7 @@ class JobStore:
         record = {
             "status": Status.QUEUED.value,
             "route": route_name(route),
+            f"{route[0].name}_queued_at": repr(now),
             "created_at": repr(now),
             "updated_at": repr(now),
             "owner": new.get("owner") or "",
@@ -355,8 +406,8 @@ class JobStore:
         done = [s.value for s in done_statuses(stage)]
         # One script, so "is it still running?" and "mark it started" cannot interleave with a fail().
         raw = self._start_script(
-            keys=[key, events_channel(job_id)],
-            args=[stage.status.value, f"{stage.name}_started_at", now, *done],
+            keys=[key, events_channel(job_id), log_key(job_id)],
+            args=[stage.status.value, f"{stage.name}_started_at", now, self.ttl_s, LOG_MAXLEN, *done],
         )
         if not raw:
             return None
@@ -382,8 +433,12 @@ class JobStore:
             }
         else:
             fields["status"] = following.status.value
+            fields[f"{following.name}_queued_at"] = repr(now)
+        events: list[Event] = [*output.events(), ("status", {"status": fields["status"]})]
+        if following is None:
+            events.append(("completed", {}))
         # The upload is needed by STT alone: drop it as soon as STT is done with it.
-        self._update(job.id, fields, drop_input=stage is STAGES[0])
+        self._update(job.id, fields, events, drop_input=stage is STAGES[0])
         return following
 
     def fail(self, job_id: str, stage: Stage, message: str) -> None:
@@ -398,15 +453,26 @@ class JobStore:
                 "updated_at": repr(now),
                 "completed_at": repr(now),
             },
+            [("status", {"status": Status.FAILED.value}), ("failed", {})],
         )
 
-    def _update(self, job_id: str, fields: dict[str, str], drop_input: bool = False) -> None:
+    def _update(
+        self, job_id: str, fields: dict[str, str], events: list[Event], drop_input: bool = False
+    ) -> None:
         # A script, so an expired job is never resurrected as a half-filled hash, and a job that
-        # ends leaves the admission counts and drops its upload in the same step.
+        # ends leaves the admission counts, drops its upload and logs its events in the same step.
         flat = [x for kv in fields.items() for x in kv]
         self._update_script(
-            keys=[job_key(job_id), events_channel(job_id), input_key(job_id), active_key()],
-            args=[job_id, fields.get("status", ""), "1" if drop_input else "0", *flat],
+            keys=[job_key(job_id), events_channel(job_id), input_key(job_id), active_key(), log_key(job_id)],
+            args=[
+                job_id,
+                fields.get("status", ""),
+                "1" if drop_input else "0",
+                _events_arg(events),
+                self.ttl_s,
+                LOG_MAXLEN,
+                *flat,
+            ],
         )
 
     def storage_nearly_full(self) -> bool:
@@ -438,18 +504,33 @@ class JobStore:
         return samples
 
     # ------------------------------------------------------------------ reply audio
-    def reset_audio(self, job_id: str, sample_rate: int) -> None:
-        """Start the reply afresh, so a re-run stage overwrites rather than appends."""
-        with self.redis.pipeline() as p:
-            p.delete(audio_key(job_id))
-            p.hset(job_key(job_id), "audio_sample_rate", str(sample_rate))
-            p.execute()
+    def set_audio_rate(self, job_id: str, sample_rate: int) -> None:
+        self.redis.hset(job_key(job_id), "audio_sample_rate", str(sample_rate))
 
-    def append_audio(self, job_id: str, pcm16: bytes) -> None:
-        with self.redis.pipeline() as p:
-            p.rpush(audio_key(job_id), pcm16)
-            p.expire(audio_key(job_id), self.ttl_s)
-            p.execute()
+    def audio_chunks(self, job_id: str) -> int:
+        """How many chunks of the reply are stored: a re-run of TTS goes on from there."""
+        return int(self.redis.llen(audio_key(job_id)))
+
+    def append_audio(self, job_id: str, index: int, pcm16: bytes, sample_rate: int) -> bool:
+        """Store chunk `index` of the reply unless it is there already (a re-run of TTS never
+        duplicates or reorders audio a listener may have heard); log it; False if it was there."""
+        seconds = len(pcm16) / 2 / sample_rate
+        return bool(
+            self._append_script(
+                keys=[audio_key(job_id), job_key(job_id), events_channel(job_id), log_key(job_id)],
+                args=[
+                    index,
+                    pcm16,
+                    self.ttl_s,
+                    LOG_MAXLEN,
+                    json.dumps({"index": index, "seconds": round(seconds, 3)}),
+                    repr(time.time()),
+                ],
+            )
+        )
+
+    def audio_since(self, job_id: str, index: int) -> list[bytes]:
+        return [_bytes(c) for c in self.redis.lrange(audio_key(job_id), index, -1)]
 
     def reply_wav(self, job: JobRecord) -> bytes:
         chunks = [_bytes(c) for c in self.redis.lrange(audio_key(job.id), 0, -1)]
@@ -457,24 +538,42 @@ class JobStore:
         return audio.pcm16_wav_header(job.audio_sample_rate or 16000, len(data)) + data
 
 
-# ARGV: the stage's status, its started_at field, now, then the statuses that mean "done already".
-_START_STAGE_LUA = """
-local h = redis.call('HGETALL', KEYS[1])
-if #h == 0 then return h end
-local status = redis.call('HGET', KEYS[1], 'status')
-for i = 4, #ARGV do
-  if status == ARGV[i] then return h end
+# Logging an event: appended to the job's log (bounded, expiring with the job), then its type
+# published on the job's channel. Shared by the scripts below: (log key, channel, type, data, ttl, maxlen).
+_LOG_EVENT_LUA = """
+local function log_event(log, channel, kind, data, ttl, maxlen)
+  redis.call('XADD', log, 'MAXLEN', '~', maxlen, '*', 'type', kind, 'data', data)
+  redis.call('EXPIRE', log, ttl)
+  redis.call('PUBLISH', channel, kind)
 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
-redis.call('PUBLISH', KEYS[2], ARGV[1])
-return h
 """
 
 
-# KEYS: job, events, input, active. ARGV: job id, new status or '', drop input '1'/'0', fields...
-_UPDATE_LUA = """
+# KEYS: job, channel, log. ARGV: the stage's status, its started_at field, now, ttl, log maxlen,
+# then the statuses that mean "done already".
+_START_STAGE_LUA = (
+    _LOG_EVENT_LUA
+    + """
+local h = redis.call('HGETALL', KEYS[1])
+if #h == 0 then return h end
+local status = redis.call('HGET', KEYS[1], 'status')
+for i = 6, #ARGV do
+  if status == ARGV[i] then return h end
+end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
+log_event(KEYS[3], KEYS[2], 'status', cjson.encode({status = ARGV[1]}), ARGV[4], ARGV[5])
+return h
+"""
+)
+
+
+# KEYS: job, channel, input, active, log. ARGV: job id, new status or '', drop input '1'/'0',
+# events as JSON [[type, data], ...], ttl, log maxlen, then the fields.
+_UPDATE_LUA = (
+    _LOG_EVENT_LUA
+    + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
 if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
   redis.call('DEL', KEYS[3])
@@ -482,9 +581,28 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
   local client = redis.call('HGET', KEYS[1], 'client')
   if client and client ~= '' then redis.call('ZREM', KEYS[4] .. ':' .. client, ARGV[1]) end
 end
-if ARGV[2] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[2]) end
+for _, event in ipairs(cjson.decode(ARGV[4])) do
+  log_event(KEYS[5], KEYS[2], event[1], event[2], ARGV[5], ARGV[6])
+end
 return 1
 """
+)
+
+
+# KEYS: audio, job, channel, log. ARGV: index, pcm, ttl, log maxlen, the event's data, now.
+# The chunk goes in only at its own place, so a re-run can neither repeat nor reorder audio.
+_APPEND_AUDIO_LUA = (
+    _LOG_EVENT_LUA
+    + """
+if redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
+if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('HSETNX', KEYS[2], 'first_audio_at', ARGV[6])
+log_event(KEYS[4], KEYS[3], 'audio.chunk', ARGV[5], ARGV[3], ARGV[4])
+return 1
+"""
+)
 
 
 # KEYS: job, input, active, active of the client, the client's uploads this minute.
@@ -514,6 +632,11 @@ if per_client > 0 then
 end
 return false
 """
+
+
+def _events_arg(events: list[Event]) -> str:
+    # Each event's data travels as JSON text inside the list, as the log stores it.
+    return json.dumps([[kind, json.dumps(data)] for kind, data in events])
 
 
 def _fields(fields: dict[str, str]) -> Mapping[Any, Any]:

@@ -55,13 +55,18 @@ class TTSHandler(StageHandler[TTSEngine]):
     def process(self, job: JobRecord) -> SpokenReply:
         if not job.reply:
             raise PermanentStageError("there is no reply to speak")
-        # One chunk per sentence, appended as soon as it exists, so the reply can be streamed.
-        self.store.reset_audio(job.id, self.engine.sample_rate)
-        total = 0
-        for sentence in sentences(job.reply):
+        # One chunk per sentence, stored as soon as it exists, so the reply can be streamed. A
+        # re-run goes on from the chunks already stored: a listener never hears one twice.
+        rate = self.engine.sample_rate
+        self.store.set_audio_rate(job.id, rate)
+        stored = self.store.audio_chunks(job.id)
+        samples = 0
+        for index, sentence in enumerate(sentences(job.reply)):
+            if index < stored:
+                continue
             pcm = float_to_pcm16(self.engine.synthesize(sentence))
-            self.store.append_audio(job.id, pcm)
-            total += len(pcm) // 2
-        if total == 0:
+            self.store.append_audio(job.id, index, pcm, rate)
+            samples += len(pcm) // 2
+        if stored == 0 and samples == 0:
             raise PermanentStageError("the speech synthesiser produced no audio for the reply")
         return SpokenReply(audio_sample_rate=self.engine.sample_rate)
