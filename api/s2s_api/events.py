@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator
 
 from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
@@ -19,7 +18,7 @@ TERMINAL = {s.value.encode() for s in Status if s.terminal}
 
 
 class TooManyWaiters(Exception):
-    """More long polls than this process holds at once."""
+    """More long polls and streams than this process holds at once."""
 
 
 class JobEvents:
@@ -27,7 +26,8 @@ class JobEvents:
         self.redis = redis
         self.max_waiters = max_waiters
         self.waiting = 0
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        #: job id -> (event, wakes on every event rather than only on the end)
+        self._waiters: dict[str, set[tuple[asyncio.Event, bool]]] = {}
         self._task: asyncio.Task[None] | None = None
 
     def ensure_listening(self) -> None:
@@ -35,24 +35,25 @@ class JobEvents:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._listen(), name="s2s-job-events")
 
-    @contextlib.contextmanager
-    def watch(self, job_id: str) -> Iterator[asyncio.Event]:
-        """An event set when the job ends; register before reading the job, so no end is missed."""
+    def watch(self, job_id: str, every_event: bool = False) -> Watch:
+        """A request's watch on a job: woken when the job ends (or, with `every_event`, whenever it
+        logs an event). Registered at once, before the job is read, so nothing is missed; beyond
+        `max_waiters` watches, `TooManyWaiters`."""
         if self.waiting >= self.max_waiters:
             raise TooManyWaiters
         self.ensure_listening()
-        event = asyncio.Event()
-        self._waiters.setdefault(job_id, set()).add(event)
+        watch = Watch(self, job_id, every_event)
+        self._waiters.setdefault(job_id, set()).add((watch.event, every_event))
         self.waiting += 1
-        try:
-            yield event
-        finally:
-            self.waiting -= 1
-            waiters = self._waiters.get(job_id)
-            if waiters is not None:
-                waiters.discard(event)
-                if not waiters:
-                    del self._waiters[job_id]
+        return watch
+
+    def _forget(self, watch: Watch) -> None:
+        self.waiting -= 1
+        waiters = self._waiters.get(watch.job_id)
+        if waiters is not None:
+            waiters.discard((watch.event, watch.every_event))
+            if not waiters:
+                del self._waiters[watch.job_id]
 
     async def _listen(self) -> None:
         delay = 0.5
@@ -62,9 +63,12 @@ class JobEvents:
                 await pubsub.psubscribe(EVENTS_PATTERN)
                 delay = 0.5
                 async for message in pubsub.listen():
-                    # Only an end wakes anyone: hand-overs between stages cost the API nothing.
-                    if message.get("type") == "pmessage" and message["data"] in TERMINAL:
-                        for event in self._waiters.get(job_id_of_channel(message["channel"]), ()):
+                    if message.get("type") != "pmessage":
+                        continue
+                    # Long polls wake only at the end; streams on every event of their job.
+                    end = message["data"] in TERMINAL
+                    for event, every in self._waiters.get(job_id_of_channel(message["channel"]), ()):
+                        if every or end:
                             event.set()
             except RedisError as exc:
                 # Waiters re-read the job on their own every few seconds meanwhile.
@@ -80,3 +84,33 @@ class JobEvents:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class Watch:
+    def __init__(self, hub: JobEvents, job_id: str, every_event: bool) -> None:
+        self.hub, self.job_id, self.every_event = hub, job_id, every_event
+        self.event = asyncio.Event()
+        self._closed = False
+
+    async def woken(self, timeout: float) -> bool:
+        """Wait until woken or `timeout` passes (then look again anyway: the subscription may
+        have been down); True if woken. Cleared before returning, so what comes while the caller
+        reads the job wakes the next wait at once."""
+        try:
+            await asyncio.wait_for(self.event.wait(), timeout)
+            woke = True
+        except TimeoutError:
+            woke = False
+        self.event.clear()
+        return woke
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.hub._forget(self)
+
+    def __enter__(self) -> Watch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -172,6 +172,35 @@ def float_to_pcm16(samples: np.ndarray) -> bytes:
     return (np.clip(mono, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
 
 
+#: The data size a streamed WAV header announces: the most it can, since the length is not known
+#: yet (browsers and ffmpeg-based players read on until the stream ends).
+STREAMING_DATA_BYTES: Final = 0xFFFFFFFF - 36
+
+#: Formats a finished reply can be fetched in (`?format=`): media type, libsndfile format and codec.
+REPLY_FORMATS: Final = {
+    "wav": ("audio/wav", "WAV", "PCM_16"),
+    "flac": ("audio/flac", "FLAC", "PCM_16"),
+    "ogg": ("audio/ogg", "OGG", "VORBIS"),
+    "opus": ("audio/ogg; codecs=opus", "OGG", "OPUS"),
+    "mp3": ("audio/mpeg", "MP3", "MPEG_LAYER_III"),
+}
+#: The rates Opus takes; a reply at another rate is resampled to 48 kHz for it.
+_OPUS_RATES: Final = (8000, 12000, 16000, 24000, 48000)
+
+
+def encode_reply(pcm16: bytes, sample_rate: int, fmt: str) -> bytes:
+    """A reply's 16-bit mono PCM in one of `REPLY_FORMATS`."""
+    _, container, codec = REPLY_FORMATS[fmt]
+    if fmt == "wav":
+        return pcm16_wav_header(sample_rate, len(pcm16)) + pcm16
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
+    if codec == "OPUS" and sample_rate not in _OPUS_RATES:
+        samples, sample_rate = soxr.resample(samples, sample_rate, 48000, quality="HQ"), 48000
+    buf = io.BytesIO()
+    sf.write(buf, samples, sample_rate, format=container, subtype=codec)
+    return buf.getvalue()
+
+
 def pcm16_wav_header(sample_rate: int, data_bytes: int, channels: int = 1) -> bytes:
     """The 44-byte header of a PCM16 WAV whose data follows; lets chunks be joined without re-encoding."""
     block = channels * 2

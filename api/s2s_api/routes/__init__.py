@@ -1,10 +1,10 @@
-"""The HTTP surface, one router per resource: jobs and health here; audio streams, events,
-conversations and the OpenAI-compatible routes get routers of their own beside them."""
+"""The HTTP surface, one router per resource: jobs (with their audio), job events, health; the
+conversations and OpenAI-compatible routes get routers of their own beside them."""
 
 from fastapi import APIRouter
 
-from . import health, jobs
+from . import events, health, jobs
 
-ROUTERS: tuple[APIRouter, ...] = (jobs.router, health.router)
+ROUTERS: tuple[APIRouter, ...] = (jobs.router, events.router, health.router)
 
 __all__ = ["ROUTERS"]

@@ -1,24 +1,25 @@
-"""Jobs: upload a recording, read the job, fetch its spoken reply. Errors from below are turned
-into answers by the exception handlers in `app.py`."""
+"""Jobs: upload a recording, read the job, fetch its spoken reply (whole, converted, or streamed as
+it is made). Errors from below are turned into answers by the exception handlers in `app.py`."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Literal
 
 import numpy as np
 from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
-from s2s.jobs import AdmissionLimits, JobRecord, is_job_id, job_key
+from s2s.jobs import AdmissionLimits, JobRecord, audio_key, is_job_id, job_key
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
-from ..events import JobEvents
+from ..events import JobEvents, Watch
 from ..problems import echo, problem_answers
 from ..schemas import JobView
 
@@ -95,7 +96,7 @@ def _not_found(job_id: str) -> HTTPException:
     return HTTPException(404, f"no job with id {echo(job_id)!r}")
 
 
-async def _visible_job(events: JobEvents, job_id: str, caller: str | None) -> JobRecord:
+async def visible_job(events: JobEvents, job_id: str, caller: str | None) -> JobRecord:
     # Only ids we could have made reach Redis.
     job = (
         JobRecord.from_raw(job_id, await events.redis.hgetall(job_key(job_id))) if is_job_id(job_id) else None
@@ -120,7 +121,7 @@ async def get_job(
         float, Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for the job to end before answering")
     ] = 0,
 ) -> JobView:
-    job = await _visible_job(events, job_id, caller)
+    job = await visible_job(events, job_id, caller)
     if wait and not job.status.terminal:
         job = await _wait_for_end(events, job, wait)
     return JobView.of(job)
@@ -128,35 +129,83 @@ async def get_job(
 
 async def _wait_for_end(events: JobEvents, job: JobRecord, wait: float) -> JobRecord:
     deadline = time.monotonic() + wait
-    with events.watch(job.id) as ended:
+    with events.watch(job.id) as watch:
         # Read again once watching: an end between the first read and now is not missed.
-        job = await _reread(events, job)
+        job = await reread(events, job)
         while not job.status.terminal and (left := deadline - time.monotonic()) > 0:
-            # Also look again now and then, in case the subscription was down when it ended.
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ended.wait(), timeout=min(left, RECHECK_S))
-            job = await _reread(events, job)
+            await watch.woken(min(left, RECHECK_S))
+            job = await reread(events, job)
     return job
 
 
-async def _reread(events: JobEvents, job: JobRecord) -> JobRecord:
+async def reread(events: JobEvents, job: JobRecord) -> JobRecord:
     return JobRecord.from_raw(job.id, await events.redis.hgetall(job_key(job.id))) or job
+
+
+#: The longest a stream (audio or events) stays open; a client reconnects after that.
+MAX_STREAM_S = 600.0
+#: How long a stream waits for news before it looks again on its own.
+STREAM_RECHECK_S = 15.0
 
 
 @router.get(
     "/v1/jobs/{job_id}/audio",
     response_class=Response,
     responses={
-        200: {"content": {"audio/wav": {}}, "description": "the spoken reply"},
-        **problem_answers(401, 404, 409, 503),
+        200: {
+            "content": {media: {} for media, _, _ in audio.REPLY_FORMATS.values()},
+            "description": "the spoken reply; with `stream=true`, as it is made",
+        },
+        **problem_answers(401, 404, 409, 422, 429, 503),
     },
-    summary="The spoken reply as WAV, once the job is completed",
+    summary="The spoken reply, once completed, or as it is made (`stream=true`)",
 )
-async def get_audio(job_id: str, pipeline: PipelineDep, events: EventsDep, caller: CallerDep) -> Response:
-    job = await _visible_job(events, job_id, caller)
+async def get_audio(
+    job_id: str,
+    pipeline: PipelineDep,
+    events: EventsDep,
+    caller: CallerDep,
+    stream: Annotated[
+        bool, Query(description="answer at once and send each sentence's audio as it lands")
+    ] = False,
+    format: Annotated[
+        Literal["wav", "flac", "ogg", "opus", "mp3"], Query(description="the finished reply's format")
+    ] = "wav",
+) -> Response:
+    job = await visible_job(events, job_id, caller)
+    if stream:
+        if format != "wav":
+            raise HTTPException(422, "a streamed reply is WAV; leave out format, or do not stream")
+        watch = events.watch(job.id, every_event=True)  # a refusal (429) before the answer starts
+        return StreamingResponse(_stream_audio(events, job, watch), media_type="audio/wav")
     if job.status.value == "failed":
         reason = job.error.message if job.error else "unknown error"
         raise HTTPException(409, f"the job failed, so there is no reply audio: {reason}")
     if job.status.value != "completed":
         raise HTTPException(409, f"the reply is not ready yet (status: {job.status.value})")
-    return Response(await run_in_threadpool(pipeline.store.reply_wav, job), media_type="audio/wav")
+    pcm = b"".join(await run_in_threadpool(pipeline.store.audio_since, job.id, 0))
+    data = await run_in_threadpool(audio.encode_reply, pcm, job.audio_sample_rate or 16000, format)
+    return Response(data, media_type=audio.REPLY_FORMATS[format][0])
+
+
+async def _stream_audio(events: JobEvents, job: JobRecord, watch: Watch) -> AsyncIterator[bytes]:
+    """A WAV whose header announces the most data it can (sent once TTS has said its rate), then
+    each chunk as it is stored, until the job ends; a failed job's stream just ends, and its
+    record says why."""
+    with watch:
+        deadline = time.monotonic() + MAX_STREAM_S
+        sent, header = 0, False
+        while time.monotonic() < deadline:
+            job = await reread(events, job)
+            if job.audio_sample_rate:
+                if not header:
+                    yield audio.pcm16_wav_header(job.audio_sample_rate, audio.STREAMING_DATA_BYTES)
+                    header = True
+                chunks: list[bytes] = await events.redis.lrange(audio_key(job.id), sent, -1)  # type: ignore[assignment]
+                for chunk in chunks:
+                    yield chunk
+                sent += len(chunks)
+            # The record is read before the chunks, so a job seen ended has stored them all.
+            if job.status.terminal:
+                return
+            await watch.woken(STREAM_RECHECK_S)
