@@ -7,8 +7,10 @@ refs.json) it uploads the file, waits for the job with the API's long poll, and 
 E2E = upload sent -> completion seen by the client; each stage's own work as the job reports it;
 overhead = E2E - (stt + llm + tts), i.e. what the upload request, queues and hand-overs add;
 server overhead = the same from the job's own clock (accepted -> completed), without the upload
-request; and the word error rate of the transcript (lower case, punctuation dropped, numbers as
-words). Then p50/p95 over all clips and over the clips under 5 s.
+request; first audio = accepted -> the first chunk of reply audio stored (what a client of
+`?stream=true` waits, minus its upload); and the word error rate of the transcript (lower case,
+punctuation dropped, numbers as words). Then p50/p95 over all clips and over the clips under 5 s,
+and first audio / total for the replies of two or more sentences.
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ import soundfile as sf
 from report import emit
 from report import parser as report_parser
 
+from s2s.text import sentences
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +43,9 @@ class Row:
     llm: float
     tts: float
     server_total: float
+    #: accepted -> first reply audio stored (the job's own clock), and the reply's sentences
+    first_audio: float
+    sentences: int
     errors: int
     ref_words: int
     transcript: str
@@ -131,12 +138,14 @@ def pct(values: list[float], q: float) -> float:
 def table(rows: list[Row]) -> str:
     ms = 1000.0
     lines = [
-        "| clip | audio s | E2E ms | STT ms | LLM ms | TTS ms | overhead ms | server overhead ms | WER % |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| clip | audio s | E2E ms | first audio ms | STT ms | LLM ms | TTS ms | overhead ms "
+        "| server overhead ms | WER % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r.clip} | {r.seconds:.1f} | {r.e2e * ms:.0f} | {r.stt * ms:.0f} | {r.llm * ms:.0f} | "
+            f"| {r.clip} | {r.seconds:.1f} | {r.e2e * ms:.0f} | {r.first_audio * ms:.0f} | "
+            f"{r.stt * ms:.0f} | {r.llm * ms:.0f} | "
             f"{r.tts * ms:.0f} | {r.overhead * ms:.1f} | {r.server_overhead * ms:.1f} | "
             f"{100 * r.errors / max(r.ref_words, 1):.1f} |"
         )
@@ -148,6 +157,7 @@ def table(rows: list[Row]) -> str:
         for q in (50, 95):
             lines.append(
                 f"| **{label} p{q}** ({len(sel)} clips) | | {pct([r.e2e for r in sel], q) * ms:.0f} | "
+                f"{pct([r.first_audio for r in sel], q) * ms:.0f} | "
                 f"{pct([r.stt for r in sel], q) * ms:.0f} | {pct([r.llm for r in sel], q) * ms:.0f} | "
                 f"{pct([r.tts for r in sel], q) * ms:.0f} | {pct([r.overhead for r in sel], q) * ms:.1f} | "
                 f"{pct([r.server_overhead for r in sel], q) * ms:.1f} | {wer:.1f} |"
@@ -155,6 +165,15 @@ def table(rows: list[Row]) -> str:
 
     summary("all", rows)
     summary("under 5 s", [r for r in rows if r.seconds < 5])
+    several = [r for r in rows if r.sentences >= 2]
+    if several:
+        shares = [r.first_audio / r.server_total for r in several]
+        lines += [
+            "",
+            f"first audio / total (accepted -> completed), replies of two or more sentences "
+            f"({len(several)} clips): median {statistics.median(shares):.2f}, "
+            f"min {min(shares):.2f}, max {max(shares):.2f}",
+        ]
     return "\n".join(lines)
 
 
@@ -191,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
                     llm=t["llm_s"],
                     tts=t["tts_s"],
                     server_total=t["total_s"],
+                    first_audio=t["first_audio_s"],
+                    sentences=len(sentences(str(job["reply"]))),
                     errors=word_errors(ref, hyp),
                     ref_words=len(ref),
                     transcript=str(job["transcript"]),
