@@ -316,6 +316,7 @@ def test_a_job_logs_its_events_in_order_and_its_timings(
         "transcript",
         "status",  # generating (handed over)
         "status",  # generating (started)
+        "reply.delta",  # one per sentence, as written
         "reply.delta",
         "status",  # synthesizing (handed over)
         "status",  # synthesizing (started)
@@ -361,3 +362,74 @@ def test_a_retry_of_tts_neither_repeats_nor_reorders_audio(
     assert tts.calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]  # the first sentence once
     assert [d["index"] for k, d in _log(store, job_id) if k == "audio.chunk"] == [0, 1]
     assert store.audio_chunks(job_id) == 2
+
+
+class SentenceBySentenceLLM(UpperLLM):
+    """Streams a two-sentence reply; before the second sentence it calls `between`."""
+
+    def __init__(self, between: Callable[[], None]) -> None:
+        super().__init__()
+        self.between = between
+
+    def stream(self, messages: list[Any], on_text: Callable[[str], None]) -> str:
+        self.calls += 1
+        on_text("The first sentence is short. ")
+        self.between()
+        on_text("The second one comes later.")
+        return "The first sentence is short. The second one comes later."
+
+
+def test_tts_speaks_the_first_sentence_while_the_llm_writes_the_second(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain, settings: Settings
+) -> None:
+    import threading
+
+    job_id = pipeline.submit(one_second()).id
+    drain("stt")
+    heard_first: list[bool] = []
+
+    def wait_for_first_audio() -> None:
+        deadline = time.monotonic() + 10
+        while store.audio_chunks(job_id) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        heard_first.append(store.audio_chunks(job_id) == 1)
+
+    s2s_worker.install(LLMHandler(SentenceBySentenceLLM(wait_for_first_audio), pipeline, settings))
+    tts = threading.Thread(target=s2s_worker.perform, args=("tts", job_id))
+    tts.start()  # follows the sentences as the LLM stores them
+    s2s_worker.perform("llm", job_id)
+    tts.join(10)
+    assert heard_first == [True]  # the first sentence was spoken before the second was written
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED, job
+    assert job.reply == "The first sentence is short. The second one comes later."
+    assert engines["tts"].calls == ["The first sentence is short.", "The second one comes later."]
+    assert job.timings.llm_first_token_s is not None
+
+
+def test_a_retry_of_the_llm_neither_repeats_nor_reorders_the_reply(
+    redis: Redis, settings: Settings, engines: Engines, drain: Drain
+) -> None:
+    pipeline = Pipeline.from_settings(
+        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
+    )
+    failures = [RuntimeError("out of memory")]
+
+    def fail_once() -> None:
+        if failures:
+            raise failures.pop()
+
+    s2s_worker.install(STTHandler(engines["stt"], pipeline, settings))
+    s2s_worker.install(LLMHandler(SentenceBySentenceLLM(fail_once), pipeline, settings))
+    s2s_worker.install(TTSHandler(engines["tts"], pipeline, settings))
+    job_id = pipeline.submit(one_second()).id
+    drain("stt", "llm")
+    drain("llm")  # the retry writes the whole reply again
+    drain("tts")
+    job = pipeline.store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED, job
+    assert job.reply == "The first sentence is short. The second one comes later."
+    assert pipeline.store.sentences(job_id) == ["The first sentence is short.", "The second one comes later."]
+    deltas = [d for k, d in _log(pipeline.store, job_id) if k == "reply.delta"]
+    assert [d["index"] for d in deltas] == [0, 1]
+    assert engines["tts"].calls == ["The first sentence is short.", "The second one comes later."]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Self
 
 from pydantic import BaseModel
@@ -11,7 +13,7 @@ from s2s.errors import PermanentStageError
 from s2s.jobs import STAGE_BY_NAME, JobRecord, Reply
 from s2s.registry import Registry
 from s2s.settings import Settings
-from s2s.text import speakable
+from s2s.text import sentences, speakable
 from s2s.worker import StageHandler
 
 
@@ -29,6 +31,13 @@ class LLMEngine(ABC):
 
     @abstractmethod
     def generate(self, messages: list[ChatMessage]) -> str: ...
+
+    def stream(self, messages: list[ChatMessage], on_text: Callable[[str], None]) -> str:
+        """Like `generate`, calling `on_text` with each piece of the reply as it is written (in
+        this thread, before the call returns). A backend that cannot stream gives it all at once."""
+        reply = self.generate(messages)
+        on_text(reply)
+        return reply
 
     def warmup(self) -> None:
         self.generate([ChatMessage(role="user", content="Hello")])
@@ -59,14 +68,51 @@ class LLMHandler(StageHandler[LLMEngine]):
 
     def warmup(self) -> None:
         # The real system prompt, so the prompt cache holds it before the first job.
-        self.engine.generate(build_messages(self.settings.llm_system_prompt, WARMUP_QUESTION))
+        self.engine.stream(build_messages(self.settings.llm_system_prompt, WARMUP_QUESTION), lambda _: None)
 
     def process(self, job: JobRecord) -> Reply:
         if not job.transcript:
             raise PermanentStageError("there is no transcript to answer")
-        reply = speakable(
-            self.engine.generate(build_messages(self.settings.llm_system_prompt, job.transcript))
-        )
-        if not reply:
+        spoken = SentenceFeed(self, job)
+        self.engine.stream(build_messages(self.settings.llm_system_prompt, job.transcript), spoken.add)
+        count = spoken.finish()
+        if count == 0:
             raise PermanentStageError("the language model gave no reply that can be spoken")
-        return Reply(reply=reply)
+        return Reply(reply=" ".join(self.store.sentences(job.id)), reply_sentences=count)
+
+
+_ENDED = re.compile(r"[.!?…][\"')\]]*\s+$")
+
+
+class SentenceFeed:
+    """Turns the reply as it is written into sentences, each stored as soon as it is complete;
+    the first one starts TTS. A retry writes the same reply again (greedy by default) and the
+    sentences already stored are not stored twice."""
+
+    def __init__(self, handler: LLMHandler, job: JobRecord) -> None:
+        self.handler, self.job = handler, job
+        self.text = ""
+        self.count = 0
+
+    def add(self, piece: str) -> None:
+        if not self.text:
+            self.handler.store.mark(self.job.id, "llm_first_token_at")
+        self.text += piece
+        # All but the last sentence are complete; the last one too once its end mark is followed
+        # by a space (a number like "3.5" or a name like "Dr." may still be cut wrongly, as the
+        # whole reply would be).
+        found = sentences(speakable(self.text))
+        complete = found if _ENDED.search(self.text) else found[:-1]
+        for sentence in complete[self.count :]:
+            self._store(sentence)
+
+    def finish(self) -> int:
+        for sentence in sentences(speakable(self.text))[self.count :]:
+            self._store(sentence)
+        return self.count
+
+    def _store(self, sentence: str) -> None:
+        self.handler.store.add_sentence(self.job.id, self.count, sentence)
+        self.count += 1
+        if self.count == 1:
+            self.handler.pipeline.start_next(self.job, self.handler.stage)

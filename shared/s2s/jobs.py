@@ -16,6 +16,13 @@ STT, a `Transcript` for LLM, a `Reply` for TTS) and each stage writes its typed 
 A stage's status is set when its worker starts it and again when the stage before hands the job
 over, so a job waiting in the LLM queue already shows `generating` with its transcript.
 
+The LLM and TTS overlap: the LLM stores each sentence as soon as it is written (`add_sentence`,
+which also grows the record's `reply`) and hands the job to TTS with the first one; TTS speaks
+the sentences as they come and ends once the LLM has ended and every sentence is spoken.
+Sentences and audio chunks are stored only at their own index, so a retry of either stage goes
+on where the last try stopped and never repeats or reorders what a listener heard. A stage is
+done once its `{stage}_ended_at` is set; a redelivered stage that is done does nothing.
+
 Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a process's memory):
 
     s2s:job:{id}           hash    the record: status, route, transcript, reply, error_stage,
@@ -24,6 +31,8 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
                                    work), total_s, input_seconds, audio_sample_rate, owner, client
     s2s:job:{id}:input     string  the upload, decoded to 16 kHz mono 16-bit WAV; deleted once STT has
                                    read it or the job ends, so only the record and the reply stay
+    s2s:job:{id}:sentences list    the reply's sentences, in order, each stored by the LLM as soon as
+                                   it is written; TTS speaks them while the LLM writes the next
     s2s:job:{id}:audio     list    the reply as 16-bit mono PCM chunks, one per sentence, in order;
                                    readable while synthesis still runs
     s2s:job:{id}:log       stream  the job's events in order (`EVENT_TYPES`), each with a JSON `data`;
@@ -109,13 +118,6 @@ def next_stage(stage: Stage, route: Route = FULL_ROUTE) -> Stage | None:
     return route[i + 1] if i + 1 < len(route) else None
 
 
-def done_statuses(stage: Stage) -> list[Status]:
-    """The statuses of a job that has gone past `stage`: a later stage's, or an end. Every route
-    keeps the order of `STAGES`, so "later" is the same on every route."""
-    later = [s.status for s in STAGES[STAGES.index(stage) + 1 :]]
-    return later + [s for s in Status if s.terminal]
-
-
 #: Every event a job logs, in the order they can come: `status` {status} on every change of
 #: status; `transcript` {text}; `reply.delta` {text}; `audio.chunk` {index, seconds}; and last
 #: `completed` or `failed` {} (readers attach the record).
@@ -145,12 +147,11 @@ class Transcript(StageOutput):
 
 
 class Reply(StageOutput):
-    """The LLM's output; TTS's input."""
+    """The LLM's output; TTS's input. Its sentences were logged one by one as `reply.delta`."""
 
     reply: str
-
-    def events(self) -> list[Event]:
-        return [("reply.delta", {"text": self.reply})]
+    #: How many sentences the LLM stored: TTS is done when it has spoken this many.
+    reply_sentences: int = 0
 
 
 class SpokenReply(StageOutput):
@@ -197,6 +198,10 @@ def log_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:log"
 
 
+def sentences_key(job_id: str) -> str:
+    return f"{PREFIX}{job_id}:sentences"
+
+
 #: Entries kept in a job's event log (a job makes a few per sentence).
 LOG_MAXLEN: Final = 1000
 
@@ -220,6 +225,8 @@ class Timings(BaseModel):
     total_s: float | None = None
     #: Accepted -> the first chunk of reply audio stored (what a streaming listener waits).
     first_audio_s: float | None = None
+    #: The LLM's time to its first token (its start -> the first piece of the reply).
+    llm_first_token_s: float | None = None
     #: Each stage's wait in its queue: handed over (or accepted) -> its worker started it.
     stt_wait_s: float | None = None
     llm_wait_s: float | None = None
@@ -242,6 +249,10 @@ class JobRecord(BaseModel):
     input_seconds: float | None = None
     audio_sample_rate: int | None = None
     owner: str | None = None
+    #: The stages that have ended (their `{stage}_ended_at` is set).
+    ended: tuple[str, ...] = ()
+    #: Set once the LLM has ended: how many sentences the reply has.
+    reply_sentences: int | None = None
 
     @classmethod
     def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
@@ -281,6 +292,7 @@ class JobRecord(BaseModel):
                 tts_s=num("tts_s"),
                 total_s=num("total_s"),
                 first_audio_s=since_created("first_audio_at"),
+                llm_first_token_s=between("llm_started_at", "llm_first_token_at"),
                 stt_wait_s=between("stt_queued_at", "stt_started_at"),
                 llm_wait_s=between("llm_queued_at", "llm_started_at"),
                 tts_wait_s=between("tts_queued_at", "tts_started_at"),
@@ -291,6 +303,8 @@ class JobRecord(BaseModel):
             input_seconds=num("input_seconds"),
             audio_sample_rate=int(rate) if rate else None,
             owner=h.get("owner") or None,
+            ended=tuple(s.name for s in STAGES if f"{s.name}_ended_at" in h),
+            reply_sentences=int(h["reply_sentences"]) if "reply_sentences" in h else None,
         )
 
 
@@ -342,6 +356,7 @@ class JobStore:
         self._update_script = redis.register_script(_UPDATE_LUA)
         self._admit_script = redis.register_script(_ADMIT_LUA)
         self._append_script = redis.register_script(_APPEND_AUDIO_LUA)
+        self._sentence_script = redis.register_script(_ADD_SENTENCE_LUA)
 
     # ------------------------------------------------------------------ transitions
     def create(self, samples: np.ndarray | None = None, **new: Unpack[NewJob]) -> JobRecord:
@@ -403,11 +418,17 @@ class JobStore:
         (a redelivery; `handle` then does nothing)."""
         key = job_key(job_id)
         now = repr(time.time())
-        done = [s.value for s in done_statuses(stage)]
         # One script, so "is it still running?" and "mark it started" cannot interleave with a fail().
         raw = self._start_script(
             keys=[key, events_channel(job_id), log_key(job_id)],
-            args=[stage.status.value, f"{stage.name}_started_at", now, self.ttl_s, LOG_MAXLEN, *done],
+            args=[
+                stage.status.value,
+                f"{stage.name}_started_at",
+                now,
+                self.ttl_s,
+                LOG_MAXLEN,
+                f"{stage.name}_ended_at",
+            ],
         )
         if not raw:
             return None
@@ -504,6 +525,23 @@ class JobStore:
         return samples
 
     # ------------------------------------------------------------------ reply audio
+    def add_sentence(self, job_id: str, index: int, text: str) -> bool:
+        """Store sentence `index` of the reply unless it is there already, grow the record's
+        `reply`, and log it as `reply.delta`; False if it was there (or the job has ended)."""
+        return bool(
+            self._sentence_script(
+                keys=[sentences_key(job_id), job_key(job_id), events_channel(job_id), log_key(job_id)],
+                args=[index, text, self.ttl_s, LOG_MAXLEN, json.dumps({"index": index, "text": text})],
+            )
+        )
+
+    def sentences(self, job_id: str, start: int = 0) -> list[str]:
+        return [_text(s) for s in self.redis.lrange(sentences_key(job_id), start, -1)]
+
+    def mark(self, job_id: str, field: str) -> None:
+        """Set a time field once (e.g. the LLM's first token); later calls change nothing."""
+        self.redis.hsetnx(job_key(job_id), field, repr(time.time()))
+
     def set_audio_rate(self, job_id: str, sample_rate: int) -> None:
         self.redis.hset(job_key(job_id), "audio_sample_rate", str(sample_rate))
 
@@ -550,15 +588,15 @@ end
 
 
 # KEYS: job, channel, log. ARGV: the stage's status, its started_at field, now, ttl, log maxlen,
-# then the statuses that mean "done already".
+# its ended_at field (set: the stage is done already).
 _START_STAGE_LUA = (
     _LOG_EVENT_LUA
     + """
 local h = redis.call('HGETALL', KEYS[1])
 if #h == 0 then return h end
 local status = redis.call('HGET', KEYS[1], 'status')
-for i = 6, #ARGV do
-  if status == ARGV[i] then return h end
+if status == 'completed' or status == 'failed' or redis.call('HEXISTS', KEYS[1], ARGV[6]) == 1 then
+  return h
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
 log_event(KEYS[3], KEYS[2], 'status', cjson.encode({status = ARGV[1]}), ARGV[4], ARGV[5])
@@ -573,6 +611,8 @@ _UPDATE_LUA = (
     _LOG_EVENT_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local was = redis.call('HGET', KEYS[1], 'status')
+if was == 'completed' or was == 'failed' then return 0 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 if ARGV[3] == '1' then redis.call('DEL', KEYS[3]) end
 if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
@@ -584,6 +624,24 @@ end
 for _, event in ipairs(cjson.decode(ARGV[4])) do
   log_event(KEYS[5], KEYS[2], event[1], event[2], ARGV[5], ARGV[6])
 end
+return 1
+"""
+)
+
+
+# KEYS: sentences, job, channel, log. ARGV: index, text, ttl, log maxlen, the event's data.
+_ADD_SENTENCE_LUA = (
+    _LOG_EVENT_LUA
+    + """
+local status = redis.call('HGET', KEYS[2], 'status')
+if not status or status == 'completed' or status == 'failed' then return 0 end
+if redis.call('LLEN', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+local reply = redis.call('HGET', KEYS[2], 'reply')
+if reply and reply ~= '' then reply = reply .. ' ' .. ARGV[2] else reply = ARGV[2] end
+redis.call('HSET', KEYS[2], 'reply', reply)
+log_event(KEYS[4], KEYS[3], 'reply.delta', ARGV[5], ARGV[3], ARGV[4])
 return 1
 """
 )

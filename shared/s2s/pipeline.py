@@ -9,7 +9,7 @@ from typing import Unpack
 import numpy as np
 from redis import Redis
 
-from .jobs import JobRecord, JobStore, NewJob, Stage, StageOutput
+from .jobs import JobRecord, JobStore, NewJob, Stage, StageOutput, next_stage
 from .queues import StageQueues
 from .settings import Settings
 
@@ -28,6 +28,14 @@ class Pipeline:
         job = self.store.create(samples, **new)
         self.queues.enqueue(job.id, job.route[0])
         return job
+
+    def start_next(self, job: JobRecord, stage: Stage) -> None:
+        """Put the job on the queue of the stage after `stage` before `stage` has ended, for a next
+        stage that follows its output as it is written (TTS following the LLM's sentences); the
+        hand-over at the end then finds it enqueued already."""
+        following = next_stage(stage, job.route)
+        if following is not None:
+            self.queues.enqueue(job.id, following)
 
     def hand_over(self, job: JobRecord, stage: Stage, seconds: float, output: StageOutput) -> None:
         """Record what `stage` produced and put the job on the queue of the stage after it."""

@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 from redis import Redis
 
 from .errors import ConfigError, PermanentStageError
-from .jobs import JobRecord, Stage, StageOutput, done_statuses
+from .jobs import JobRecord, Stage, StageOutput
 from .pipeline import Pipeline
 from .queues import work_until_stopped
 from .registry import Registry
@@ -71,8 +71,8 @@ class StageHandler(ABC, Generic[E]):
         if job is None:
             log.warning("%s: job %s has expired; nothing to do", self.stage.name, job_id)
             return
-        if job.status in done_statuses(self.stage):
-            # An at-least-once redelivery of a stage the job has already gone past.
+        if job.status.terminal or self.stage.name in job.ended:
+            # An at-least-once redelivery of a stage that is done, or of a job that has ended.
             return
         started = time.perf_counter()
         try:

@@ -146,3 +146,12 @@ def test_real_phi3_smoke() -> None:
     engine = load_engine(BACKENDS, "transformers", heavy_settings())
     reply = engine.generate(build_messages(DEFAULT_SYSTEM_PROMPT, "What is the capital of France?"))
     assert "paris" in reply.lower()
+
+
+def test_the_reply_streams_word_by_word(scripted_phi3: Path) -> None:
+    # What the LLM worker hands to TTS sentence by sentence: the pieces, in order, as generated.
+    engine = engine_for(scripted_phi3, llm_max_tokens=16)
+    pieces: list[str] = []
+    reply = engine.stream(messages(), pieces.append)
+    assert reply == "hello paris"
+    assert len(pieces) >= 2 and "".join(pieces).strip() == reply

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from typing import Self
 
 import numpy as np
@@ -41,6 +43,9 @@ BACKENDS: Registry[TTSEngine] = Registry(
 )
 
 
+#: How often TTS looks for the LLM's next sentence while it writes.
+FOLLOW_POLL_S = 0.05
+
 #: A reply like the ones the LLM writes, for the warm-up.
 WARMUP_REPLY = "The weather today is mild and sunny, with a light breeze in the afternoon."
 
@@ -53,20 +58,36 @@ class TTSHandler(StageHandler[TTSEngine]):
             self.engine.synthesize(sentence)
 
     def process(self, job: JobRecord) -> SpokenReply:
-        if not job.reply:
-            raise PermanentStageError("there is no reply to speak")
         # One chunk per sentence, stored as soon as it exists, so the reply can be streamed. A
         # re-run goes on from the chunks already stored: a listener never hears one twice.
         rate = self.engine.sample_rate
         self.store.set_audio_rate(job.id, rate)
-        stored = self.store.audio_chunks(job.id)
-        samples = 0
-        for index, sentence in enumerate(sentences(job.reply)):
-            if index < stored:
-                continue
+        done = self.store.audio_chunks(job.id)
+        for index, sentence in self._sentences(job, done):
             pcm = float_to_pcm16(self.engine.synthesize(sentence))
             self.store.append_audio(job.id, index, pcm, rate)
-            samples += len(pcm) // 2
-        if stored == 0 and samples == 0:
-            raise PermanentStageError("the speech synthesiser produced no audio for the reply")
-        return SpokenReply(audio_sample_rate=self.engine.sample_rate)
+        if self.store.audio_chunks(job.id) == 0:
+            raise PermanentStageError("there is no reply to speak")
+        return SpokenReply(audio_sample_rate=rate)
+
+    def _sentences(self, job: JobRecord, start: int) -> Iterator[tuple[int, str]]:
+        """The reply's sentences from `start` on, as the LLM writes them: until the LLM has ended
+        and each is given (or the job ends otherwise). A reply that came with the job (a route
+        that starts here) is split here."""
+        index = start
+        while True:
+            current = self.store.get(job.id)
+            if current is None or current.status.terminal:
+                return
+            llm_done = "llm" in current.ended or "llm" not in [s.name for s in current.route]
+            if "llm" in [s.name for s in current.route]:
+                texts = self.store.sentences(job.id)
+            else:
+                texts = sentences(current.reply or "")
+            for text in texts[index:]:
+                yield index, text
+                index += 1
+            total = current.reply_sentences if current.reply_sentences is not None else len(texts)
+            if llm_done and index >= total:
+                return
+            time.sleep(FOLLOW_POLL_S)

@@ -7,6 +7,7 @@ carry a chat template. The weights are loaded once, in bf16/fp16 on a GPU (`TRAN
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Self
 
 from s2s.devices import torch_device
@@ -17,7 +18,7 @@ from ..engine import ChatMessage, LLMEngine
 
 try:
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, TextStreamer
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError(
         "transformers", "pip install torch 's2s-llm-worker[gpu]' (a torch build for your CUDA first)"
@@ -94,6 +95,9 @@ class TransformersEngine(LLMEngine):
         )
 
     def generate(self, messages: list[ChatMessage]) -> str:
+        return self.stream(messages, lambda text: None)
+
+    def stream(self, messages: list[ChatMessage], on_text: Callable[[str], None]) -> str:
         inputs = self.tokenizer.apply_chat_template(
             [m.model_dump() for m in messages],
             add_generation_prompt=True,
@@ -107,8 +111,23 @@ class TransformersEngine(LLMEngine):
                 f"LLM_CONTEXT_TOKENS is {self.context_tokens})"
             )
         with torch.inference_mode():
-            output = self.model.generate(**inputs, generation_config=self.generation)
+            output = self.model.generate(
+                **inputs, generation_config=self.generation, streamer=_TextCallback(self.tokenizer, on_text)
+            )
         # Slicing by token count: the decoded prompt need not equal the template's text, so
         # searching for it in the decoded output would be fragile.
         reply: str = self.tokenizer.decode(output[0, prompt_tokens:], skip_special_tokens=True)
         return reply.strip()
+
+
+class _TextCallback(TextStreamer):  # type: ignore[misc]
+    """transformers' own streamer (it decodes whole words, skipping the prompt and special
+    tokens), handing each piece of text to a callback in the generating thread."""
+
+    def __init__(self, tokenizer: Any, on_text: Callable[[str], None]) -> None:
+        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        self.on_text = on_text
+
+    def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+        if text:
+            self.on_text(text)

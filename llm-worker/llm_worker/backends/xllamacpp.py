@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
@@ -89,16 +90,37 @@ class LlamaCppEngine(LLMEngine):
             raise ConfigError(f"llama.cpp could not load {path}: {exc}") from exc
         return cls(server, settings.llm_max_tokens, settings.llm_temperature)
 
+    def _request(self, messages: list[ChatMessage], stream: bool) -> dict[str, Any]:
+        return {
+            "messages": [m.model_dump() for m in messages],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "seed": 0,
+            "stream": stream,
+        }
+
     def generate(self, messages: list[ChatMessage]) -> str:
-        result = self.server.handle_chat_completions(
-            {
-                "messages": [m.model_dump() for m in messages],
-                "max_tokens": self.max_tokens,
-                "temperature": self.temperature,
-                "seed": 0,
-            }
-        )
+        result = self.server.handle_chat_completions(self._request(messages, stream=False))
         if not isinstance(result, dict) or "choices" not in result:
             raise RuntimeError(f"llama.cpp returned an error: {result}")
         content: str = result["choices"][0]["message"].get("content") or ""
         return content
+
+    def stream(self, messages: list[ChatMessage], on_text: Callable[[str], None]) -> str:
+        # The binding calls back once per token, in this thread, before it returns.
+        parts: list[str] = []
+        errors: list[object] = []
+
+        def on_chunk(chunk: Any) -> None:
+            if not isinstance(chunk, dict) or "choices" not in chunk:
+                errors.append(chunk)
+                return
+            text = chunk["choices"][0].get("delta", {}).get("content") or ""
+            if text:
+                parts.append(text)
+                on_text(text)
+
+        self.server.handle_chat_completions(self._request(messages, stream=True), on_chunk)
+        if errors and not parts:
+            raise RuntimeError(f"llama.cpp returned an error: {errors[0]}")
+        return "".join(parts)
