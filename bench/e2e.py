@@ -5,7 +5,8 @@
 For each recording in the eval folder (default: ../shared/eval beside the checkout, with its
 refs.json) it uploads the file, waits for the job with the API's long poll, and reports:
 E2E = upload sent -> completion seen by the client; each stage's own work as the job reports it;
-overhead = E2E - (stt + llm + tts), i.e. what the upload request, queues and hand-overs add;
+overhead = E2E - (stt + llm + tts), i.e. what the upload request, queues and hand-overs add
+(negative when TTS speaks the first sentences while the LLM still writes: the stages overlap);
 server overhead = the same from the job's own clock (accepted -> completed), without the upload
 request; first audio = accepted -> the first chunk of reply audio stored (what a client of
 `?stream=true` waits, minus its upload); and the word error rate of the transcript (lower case,

@@ -56,6 +56,9 @@ class StageHandler(ABC, Generic[E]):
         self.pipeline = pipeline
         self.store = pipeline.store
         self.settings = settings
+        #: Time the current job's `process` spent waiting rather than working (TTS waiting for
+        #: the LLM's next sentence); not counted as the stage's own work.
+        self.idle_s = 0.0
 
     def warmup(self) -> None:
         """Run the stage's real path once before taking jobs, so the first job costs what later
@@ -75,12 +78,13 @@ class StageHandler(ABC, Generic[E]):
             # An at-least-once redelivery of a stage that is done, or of a job that has ended.
             return
         started = time.perf_counter()
+        self.idle_s = 0.0
         try:
             output = self.process(job)
         except PermanentStageError as exc:
             self.store.fail(job_id, self.stage, str(exc))
             return
-        self.pipeline.hand_over(job, self.stage, time.perf_counter() - started, output)
+        self.pipeline.hand_over(job, self.stage, time.perf_counter() - started - self.idle_s, output)
 
 
 _installed: dict[str, StageHandler[Any]] = {}

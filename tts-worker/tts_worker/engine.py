@@ -91,3 +91,4 @@ class TTSHandler(StageHandler[TTSEngine]):
             if llm_done and index >= total:
                 return
             time.sleep(FOLLOW_POLL_S)
+            self.idle_s += FOLLOW_POLL_S
