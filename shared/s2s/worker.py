@@ -144,9 +144,14 @@ def serve(
     handler.warmup()
     log.info("%s: the stage's real path warmed up in %.2f s", stage_name, time.perf_counter() - started)
     install(handler)
-    name = f"{stage_name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+    def worker_name() -> str:
+        # A new name for each RQ worker this process builds: after a Redis restart the old one
+        # may still be registered (restored from the append-only file) and RQ refuses a twin.
+        return f"{stage_name}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
     return work_until_stopped(
-        lambda: pipeline.queues.worker(handler.stage, name, settings),
+        lambda: pipeline.queues.worker(handler.stage, worker_name(), settings),
         burst=args.burst,
         logging_level=settings.log_level.upper(),
     )
