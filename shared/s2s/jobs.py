@@ -504,13 +504,6 @@ class JobStore:
         limit = int(info.get("maxmemory", 0))
         return limit > 0 and int(info.get("used_memory", 0)) >= STORAGE_CEILING * limit
 
-    def active_count(self) -> int:
-        """Unfinished jobs (expired ones are dropped from the count as they are seen)."""
-        with self.redis.pipeline() as p:
-            p.zremrangebyscore(active_key(), "-inf", time.time())
-            p.zcard(active_key())
-            return int(p.execute()[1])
-
     # ------------------------------------------------------------------ reads
     def get(self, job_id: str) -> JobRecord | None:
         if not is_job_id(job_id):
@@ -571,9 +564,8 @@ class JobStore:
         return [_bytes(c) for c in self.redis.lrange(audio_key(job_id), index, -1)]
 
     def reply_wav(self, job: JobRecord) -> bytes:
-        chunks = [_bytes(c) for c in self.redis.lrange(audio_key(job.id), 0, -1)]
-        data = b"".join(chunks)
-        return audio.pcm16_wav_header(job.audio_sample_rate or 16000, len(data)) + data
+        pcm = b"".join(self.audio_since(job.id, 0))
+        return audio.encode_reply(pcm, job.audio_sample_rate or 16000, "wav")
 
 
 # Logging an event: appended to the job's log (bounded, expiring with the job), then its type

@@ -92,9 +92,6 @@ class StageQueues:
     def queue(self, stage: Stage) -> Queue:
         return Queue(stage.name, connection=self.redis, serializer=JSONSerializer)
 
-    def depth(self, stage: Stage) -> int:
-        return self.queue(stage).count
-
     def enqueue(self, job_id: str, stage: Stage) -> bool:
         """Put the job on the stage's queue once; False when that stage was already enqueued."""
         try:
