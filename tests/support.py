@@ -239,3 +239,14 @@ def spoken(text: str) -> bytes:
 
     engine = PiperEngine.from_settings(Settings(_env_file=None))  # type: ignore[call-arg]
     return wav_bytes(engine.synthesize(text), engine.sample_rate, subtype="PCM_16")
+
+
+@contextlib.contextmanager
+def running_api(env: dict[str, str], cwd: Path) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    """`start_api`, stopped again when the block ends."""
+    proc, base = start_api(env, cwd)
+    try:
+        yield proc, base
+    finally:
+        proc.terminate()
+        proc.wait(10)

@@ -113,11 +113,11 @@ def test_failing_stage_fails_the_job_and_stops_the_pipeline(
     assert pipeline.queues.queue(STAGE_BY_NAME["tts"]).count == 0
 
 
-def test_transient_error_is_retried(redis: Redis, settings: Settings, engines: Engines, drain: Drain) -> None:
+def flaky_stt(redis: Redis, settings: Settings, retry_interval_s: int) -> Pipeline:
+    """A pipeline with one retry, whose STT fails once with a transient error."""
     pipeline = Pipeline.from_settings(
-        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [0]})
+        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [retry_interval_s]})
     )
-    store = pipeline.store
     stt = EchoSTT()
     errors = [ConnectionError("flaky")]
 
@@ -128,6 +128,12 @@ def test_transient_error_is_retried(redis: Redis, settings: Settings, engines: E
 
     stt.transcribe = flaky  # type: ignore[method-assign]
     s2s_worker.install(STTHandler(stt, pipeline, settings))
+    return pipeline
+
+
+def test_transient_error_is_retried(redis: Redis, settings: Settings, engines: Engines, drain: Drain) -> None:
+    pipeline = flaky_stt(redis, settings, retry_interval_s=0)
+    store = pipeline.store
     job_id = pipeline.submit(one_second()).id
     drain("stt")
     drain("stt")  # the retry was put back on the queue
@@ -232,20 +238,8 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
 
     from s2s.queues import RetryMover
 
-    pipeline = Pipeline.from_settings(
-        redis, settings.model_copy(update={"stage_retries": 1, "retry_intervals_s": [1]})
-    )
+    pipeline = flaky_stt(redis, settings, retry_interval_s=1)
     store = pipeline.store
-    stt = EchoSTT()
-    errors = [ConnectionError("flaky")]
-
-    def flaky(audio: np.ndarray) -> str:
-        if errors:
-            raise errors.pop()
-        return "second time lucky"
-
-    stt.transcribe = flaky  # type: ignore[method-assign]
-    s2s_worker.install(STTHandler(stt, pipeline, settings))
     job_id = pipeline.submit(one_second()).id
     drain("stt")
     queue = pipeline.queues.queue(STAGE_BY_NAME["stt"])

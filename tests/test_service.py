@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import start_api
+from support import running_api
 
 BIN = Path(sys.prefix) / "bin"
 
@@ -21,12 +21,8 @@ def health(service: str, **env: str) -> int:
 
 
 def test_api_health_follows_the_process(redis: Redis, tmp_path: Path) -> None:
-    proc, base = start_api({"REDIS_URL": TEST_REDIS_URL}, tmp_path)
-    try:
+    with running_api({"REDIS_URL": TEST_REDIS_URL}, tmp_path) as (_, base):
         assert health("api", API_PORT=base.rsplit(":", 1)[1]) == 0
-    finally:
-        proc.terminate()
-        proc.wait(10)
     assert health("api", API_PORT=base.rsplit(":", 1)[1]) == 1
 
 

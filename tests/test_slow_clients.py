@@ -12,7 +12,7 @@ import httpx
 import pytest
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import start_api, tone, wav_bytes
+from support import running_api, tone, wav_bytes
 
 from s2s.jobs import STAGE_BY_NAME, JobStore
 from s2s.settings import Settings
@@ -24,25 +24,15 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def api(redis: Redis, tmp_path: Path) -> Iterator[str]:
-    proc, base = start_api(
-        {"REDIS_URL": TEST_REDIS_URL, "UPLOAD_TIMEOUT_S": str(UPLOAD_TIMEOUT_S), "LOG_LEVEL": "WARNING"},
-        tmp_path,
-    )
-    try:
+    env = {"REDIS_URL": TEST_REDIS_URL, "UPLOAD_TIMEOUT_S": str(UPLOAD_TIMEOUT_S), "LOG_LEVEL": "WARNING"}
+    with running_api(env, tmp_path) as (_, base):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.fixture
 def keyed_api(redis: Redis, tmp_path: Path) -> Iterator[str]:
-    proc, base = start_api({"REDIS_URL": TEST_REDIS_URL, "API_KEYS": "secret-key"}, tmp_path)
-    try:
+    with running_api({"REDIS_URL": TEST_REDIS_URL, "API_KEYS": "secret-key"}, tmp_path) as (_, base):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def stalled_upload(base: str, declared: int = 1_000_000, sent: bytes = b"--zz\r\n") -> socket.socket:

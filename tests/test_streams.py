@@ -21,7 +21,7 @@ from fakes import EchoSTT, ToneTTS, UpperLLM
 from fastapi.testclient import TestClient
 from redis import Redis
 from rq.serializers import JSONSerializer
-from support import start_api, tone, wav_bytes
+from support import running_api, tone, wav_bytes
 
 from llm_worker.engine import LLMHandler
 from s2s import worker as s2s_worker
@@ -38,12 +38,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def api(redis: Redis, tmp_path: Path) -> Iterator[str]:
-    proc, base = start_api({"REDIS_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING"}, tmp_path)
-    try:
+    with running_api({"REDIS_URL": TEST_REDIS_URL, "LOG_LEVEL": "WARNING"}, tmp_path) as (_, base):
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 class GatedTTS(ToneTTS):
@@ -230,3 +226,17 @@ def test_a_finished_reply_comes_in_every_format(redis: Redis, settings: Settings
             and mp3.content[:1] in (b"\xff", b"I")
         )
         assert c.get(f"/v1/jobs/{job_id}/audio", params={"format": "aiff"}).status_code == 422
+
+
+def test_a_malformed_last_event_id_is_ignored(redis: Redis, settings: Settings) -> None:
+    with TestClient(create_app(settings)) as c:
+        files = {"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")}
+        job_id = c.post("/v1/jobs", files=files).json()["id"]
+        JobStore(redis).fail(job_id, STAGE_BY_NAME["stt"], "stopped")
+        for bad in ["'; DROP", "1-2-3", "9" * 60 + "-0", "-"]:
+            r = c.get(f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": bad})
+            assert r.status_code == 200
+            assert [line for line in r.text.splitlines() if line.startswith("event:")] == [
+                "event: snapshot",
+                "event: failed",
+            ]

@@ -74,16 +74,14 @@ class TTSHandler(StageHandler[TTSEngine]):
         """The reply's sentences from `start` on, as the LLM writes them: until the LLM has ended
         and each is given (or the job ends otherwise). A reply that came with the job (a route
         that starts here) is split here."""
+        follows_llm = any(s.name == "llm" for s in job.route)
         index = start
         while True:
             current = self.store.get(job.id)
             if current is None or current.status.terminal:
                 return
-            llm_done = "llm" in current.ended or "llm" not in [s.name for s in current.route]
-            if "llm" in [s.name for s in current.route]:
-                texts = self.store.sentences(job.id)
-            else:
-                texts = sentences(current.reply or "")
+            llm_done = not follows_llm or "llm" in current.ended
+            texts = self.store.sentences(job.id) if follows_llm else sentences(current.reply or "")
             for text in texts[index:]:
                 yield index, text
                 index += 1
