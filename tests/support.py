@@ -176,7 +176,22 @@ class Stack:
 
     def logs(self) -> str:
         run = self.tmp / "run"
-        return "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(run.glob("*.log")))
+        return "".join(f"\n--- {p.name}\n{_quiet(p.read_text())[-4000:]}" for p in sorted(run.glob("*.log")))
+
+    def whereabouts(self, job_id: str) -> str:
+        """The job's record and where each stage's RQ job stands: for a failure message."""
+        r = Redis.from_url(self.redis_url, socket_connect_timeout=1, decode_responses=True)
+        lines = [f"job {job_id}: {r.hgetall(f's2s:job:{job_id}')}"]
+        keys = [str(k) for k in r.keys("rq:*")]
+        zsets = {k: [str(m) for m in r.zrange(k, 0, -1)] for k in keys if r.type(k) == "zset"}
+        lists = {k: [str(m) for m in r.lrange(k, 0, -1)] for k in keys if r.type(k) == "list"}
+        for stage in ("stt", "llm", "tts"):
+            rq_id = f"{job_id}-{stage}"
+            held = [k for k, members in zsets.items() if any(m.startswith(rq_id) for m in members)]
+            queued = [k for k, members in lists.items() if rq_id in members]
+            status = r.hget(f"rq:job:{rq_id}", "status")
+            lines.append(f"  {rq_id}: status={status!r} registries={held} queues={queued}")
+        return "\n".join(lines)
 
     def upload(self, http: httpx.Client, data: bytes) -> str:
         r = http.post("/v1/jobs", files={"audio": ("q.wav", data, "audio/wav")})
@@ -215,8 +230,14 @@ class Stack:
                 if r.json()["status"] in ("completed", "failed"):
                     done[job_id] = r.json()
         missing = [i for i in ids if i not in done]
-        assert not missing, f"jobs never ended: {missing}\n{self.logs()}"
+        where = "\n".join(self.whereabouts(i) for i in missing)
+        assert not missing, f"jobs never ended: {missing}\n{where}\n{self.logs()}"
         return done
+
+
+def _quiet(log: str) -> str:
+    """A worker's log without RQ's routine maintenance lines, which bury everything else."""
+    return "\n".join(line for line in log.splitlines() if "cleaning " not in line)
 
 
 @contextlib.contextmanager

@@ -236,7 +236,7 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
 ) -> None:
     from rq.registry import ScheduledJobRegistry
 
-    from s2s.queues import RetryMover
+    from s2s.queues import QueueKeeper
 
     pipeline = flaky_stt(redis, settings, retry_interval_s=1)
     store = pipeline.store
@@ -245,7 +245,8 @@ def test_a_retry_waits_its_interval_then_is_moved_back_by_the_worker_thread(
     queue = pipeline.queues.queue(STAGE_BY_NAME["stt"])
     scheduled = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
     assert scheduled.count == 1 and queue.count == 0  # waiting its interval
-    mover, other = RetryMover([queue], redis), RetryMover([queue], redis)
+    stt = [STAGE_BY_NAME["stt"]]
+    mover, other = QueueKeeper(pipeline.queues, stt), QueueKeeper(pipeline.queues, stt)
     assert mover.move_due() == 0  # not due yet; `mover` now holds the stage's lock
     time.sleep(2.1)
     assert other.move_due() == 0  # due, but another worker's mover holds the lock
@@ -374,9 +375,19 @@ class SentenceBySentenceLLM(UpperLLM):
 
 
 def test_tts_speaks_the_first_sentence_while_the_llm_writes_the_second(
-    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain, settings: Settings
+    pipeline: Pipeline,
+    store: JobStore,
+    engines: Engines,
+    drain: Drain,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import threading
+
+    from tts_worker import engine as tts_engine
+
+    # The LLM runs here without RQ, so TTS must not look for its RQ entry.
+    monkeypatch.setattr(tts_engine, "LLM_CHECK_S", 60.0)
 
     job_id = pipeline.submit(one_second()).id
     drain("stt")
@@ -427,3 +438,107 @@ def test_a_retry_of_the_llm_neither_repeats_nor_reorders_the_reply(
     deltas = [d for k, d in _log(pipeline.store, job_id) if k == "reply.delta"]
     assert [d["index"] for d in deltas] == [0, 1]
     assert engines["tts"].calls == ["The first sentence is short.", "The second one comes later."]
+
+
+def _drop_rq_job(pipeline: Pipeline, job_id: str, stage: str) -> None:
+    from rq.job import Job
+
+    rq_id = rq_job_id(job_id, STAGE_BY_NAME[stage])
+    Job.fetch(rq_id, connection=pipeline.store.redis, serializer=JSONSerializer).delete()
+
+
+def test_the_keeper_queues_again_a_stage_whose_hand_over_was_lost(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    from s2s.queues import QueueKeeper
+
+    job_id = pipeline.submit(one_second()).id
+    drain("stt")
+    _drop_rq_job(pipeline, job_id, "llm")  # the outage came between the record and the LLM queue
+    keeper = QueueKeeper(pipeline.queues, [STAGE_BY_NAME["llm"]])
+    assert keeper.repair(quiet_s=60) == 0  # too recent: a hand-over may still be under way
+    assert keeper.repair(quiet_s=0) == 1
+    assert keeper.repair(quiet_s=0) == 0  # alive again
+    drain("llm", "tts")
+    assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
+
+
+def test_the_keeper_queues_again_a_retry_rq_lost_track_of(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    from rq.job import Job, JobStatus
+
+    from s2s.queues import QueueKeeper
+
+    stt = STAGE_BY_NAME["stt"]
+    job_id = pipeline.submit(one_second()).id
+    # RQ writes a retry's status outside the transaction that files it: an outage between the
+    # two leaves a "scheduled" job in no registry and no queue.
+    queue = pipeline.queues.queue(stt)
+    rq_job = Job.fetch(rq_job_id(job_id, stt), connection=store.redis, serializer=JSONSerializer)
+    queue.remove(rq_job)
+    rq_job.set_status(JobStatus.SCHEDULED)
+    assert QueueKeeper(pipeline.queues, [stt]).repair(quiet_s=0) == 1
+    drain()
+    assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
+    assert engines["stt"].calls == 1
+
+
+def test_the_keeper_fails_a_job_rq_failed_for_good_without_saying_so(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    from rq.job import Job, JobStatus
+
+    from s2s.queues import QueueKeeper
+
+    stt = STAGE_BY_NAME["stt"]
+    job_id = pipeline.submit(one_second()).id
+    queue = pipeline.queues.queue(stt)
+    rq_job = Job.fetch(rq_job_id(job_id, stt), connection=store.redis, serializer=JSONSerializer)
+    queue.remove(rq_job)
+    rq_job.retries_left = 0
+    rq_job.save()
+    rq_job.set_status(JobStatus.FAILED)
+    assert QueueKeeper(pipeline.queues, [stt]).repair(quiet_s=0) == 0
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.FAILED and job.error is not None
+    assert job.error.stage == "stt" and "internal error" in job.error.message
+
+
+def test_a_redelivered_stage_that_ended_hands_over_again(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    job_id = pipeline.submit(one_second()).id
+    drain("stt")
+    _drop_rq_job(pipeline, job_id, "llm")  # handed over in the record only, then the outage
+    s2s_worker.perform("stt", job_id)  # RQ runs the STT entry again
+    assert engines["stt"].calls == 1
+    drain("llm", "tts")
+    assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
+
+
+def test_tts_lets_go_while_the_llm_waits_for_a_retry_and_gets_the_job_back(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tts_worker import engine as tts_engine
+
+    monkeypatch.setattr(tts_engine, "LLM_CHECK_S", 0.1)
+    llm = STAGE_BY_NAME["llm"]
+    job_id = pipeline.submit(one_second()).id
+    drain("stt")
+    # The LLM wrote its first sentence and started TTS, then its worker died: its entry waits
+    # in the LLM queue for the retry.
+    store.add_sentence(job_id, 0, "You said: HEARD 16000 SAMPLES.")
+    job = store.get(job_id)
+    assert job is not None
+    pipeline.start_next(job, llm)
+    drain("tts")  # speaks what there is, then lets go instead of waiting for the LLM
+    job = store.get(job_id)
+    assert job is not None and job.status is not Status.COMPLETED and "tts" not in job.ended
+    assert store.audio_chunks(job_id) == 1
+    drain("llm")  # writes the reply again; its hand-over queues TTS again
+    drain("tts")
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED, job
+    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]
+    assert store.audio_chunks(job_id) == 2

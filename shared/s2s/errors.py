@@ -8,8 +8,10 @@
     │   ├── UndecodableAudioError    not audio in any format we read                 -> 415
     │   ├── EmptyAudioError          decodes, but holds no samples                    -> 422
     │   └── AudioTooLongError        longer than MAX_AUDIO_SECONDS                    -> 413
-    └── StageError                   a pipeline stage could not do its work
-        └── PermanentStageError      retrying cannot help (e.g. no speech heard); the job fails at once
+    ├── StageError                   a pipeline stage could not do its work
+    │   └── PermanentStageError      retrying cannot help (e.g. no speech heard); the job fails at once
+    └── LetGo                        a stage stops early without failing: what it waits for is not
+                                     coming soon, and whoever brings it hands the job over again
 
 Anything else a stage raises counts as transient: RQ retries it, and the job fails with the
 stage's name and the message once the retries are spent. Routes translate these into HTTP
@@ -61,3 +63,9 @@ class StageError(S2SError):
 
 class PermanentStageError(StageError):
     """A failure that a retry cannot fix."""
+
+
+class LetGo(S2SError):
+    """The stage stops without ending and without failing: TTS waiting for sentences from an LLM
+    that is not writing them (its retry waits in the LLM queue). The stage's worker is free for
+    other jobs meanwhile; the LLM hands the job to TTS again when it writes."""

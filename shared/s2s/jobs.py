@@ -517,6 +517,34 @@ class JobStore:
         samples, _ = audio.read_wav(_bytes(data))
         return samples
 
+    def owed_by(self, stage: Stage, quiet_s: float) -> list[str]:
+        """The unfinished jobs `stage` owes work and whose record has not changed for `quiet_s`:
+        the stage is on the job's route and has not ended, and it is the route's first stage, or
+        the stage before it has ended, or it has started (TTS starts before the LLM ends). Each
+        of them should have its stage's queue entry alive; the queue keeper checks that."""
+        now = time.time()
+        ids = [
+            _text(i) for i in self.redis.zrangebyscore(ACTIVE_KEY, now, "+inf") if isinstance(i, bytes | str)
+        ]
+        fields = ["status", "route", "updated_at", f"{stage.name}_started_at"]
+        fields += [f"{s.name}_ended_at" for s in STAGES]
+        with self.redis.pipeline(transaction=False) as p:
+            for job_id in ids:
+                p.hmget(job_key(job_id), fields)
+            rows = p.execute()
+        owed = []
+        for job_id, row in zip(ids, rows, strict=True):
+            h = {f: _text(v) for f, v in zip(fields, row, strict=True) if v is not None}
+            if "status" not in h or Status(h["status"]).terminal or now - float(h["updated_at"]) < quiet_s:
+                continue
+            route = ROUTES.get(h.get("route", ""), FULL_ROUTE)
+            if stage not in route or f"{stage.name}_ended_at" in h:
+                continue
+            i = route.index(stage)
+            if i == 0 or f"{route[i - 1].name}_ended_at" in h or f"{stage.name}_started_at" in h:
+                owed.append(job_id)
+        return owed
+
     # ------------------------------------------------------------------ reply audio
     def add_sentence(self, job_id: str, index: int, text: str) -> bool:
         """Store sentence `index` of the reply unless it is there already, grow the record's

@@ -32,13 +32,18 @@ class Pipeline:
     def start_next(self, job: JobRecord, stage: Stage) -> None:
         """Put the job on the queue of the stage after `stage` before `stage` has ended, for a next
         stage that follows its output as it is written (TTS following the LLM's sentences); the
-        hand-over at the end then finds it enqueued already."""
+        hand-over at the end then finds it enqueued already. Also what a redelivered stage that
+        has ended does: its hand-over may have been lost."""
         following = next_stage(stage, job.route)
         if following is not None:
-            self.queues.enqueue(job.id, following)
+            self.queues.ensure(job.id, following)
+
+    def running(self, job_id: str, stage: Stage) -> bool:
+        """Whether a worker of `stage` is running the job now."""
+        return self.queues.entry(job_id, stage).running
 
     def hand_over(self, job: JobRecord, stage: Stage, seconds: float, output: StageOutput) -> None:
         """Record what `stage` produced and put the job on the queue of the stage after it."""
         following = self.store.finish_stage(job, stage, seconds, output)
         if following is not None:
-            self.queues.enqueue(job.id, following)
+            self.queues.ensure(job.id, following)

@@ -23,8 +23,7 @@ from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError, DuplicateJobError, NoSuchJobError, StopRequested
 from rq.executions import Execution
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
+from rq.job import Job, JobStatus
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
@@ -48,6 +47,12 @@ class StageTimeouts:
     llm: int = 120
     tts: int = 120
 
+    def of(self, stage: Stage) -> int:
+        """The RQ time limit of a stage's run. TTS starts with the LLM's first sentence and
+        follows it, so its run may last the LLM's limit on top of its own."""
+        own: int = getattr(self, stage.name)
+        return own + self.llm if stage.name == "tts" else own
+
 
 @dataclass(frozen=True)
 class RetryPolicy:
@@ -56,6 +61,16 @@ class RetryPolicy:
 
     def rq_retry(self) -> Retry | None:
         return Retry(max=self.retries, interval=list(self.intervals)) if self.retries else None
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    alive: bool
+    why: str = ""
+    #: RQ failed it with no retry left (its failure callback should have failed the job).
+    failed_for_good: bool = False
+    #: A worker is running it now.
+    running: bool = False
 
 
 def registered_workers(redis: Redis) -> list[str]:
@@ -101,7 +116,7 @@ class StageQueues:
                 job_id,
                 job_id=rq_job_id(job_id, stage),
                 unique=True,
-                job_timeout=getattr(self.timeouts, stage.name),
+                job_timeout=self.timeouts.of(stage),
                 result_ttl=self.ttl_s,
                 failure_ttl=self.ttl_s,
                 retry=self.retry.rq_retry(),
@@ -111,6 +126,48 @@ class StageQueues:
         except DuplicateJobError:
             return False
         return True
+
+    def entry(self, job_id: str, stage: Stage) -> QueueEntry:
+        """Where the stage's RQ job for `job_id` stands: alive when it is on the queue (or being
+        taken from it), running, or waiting its retry."""
+        queue = self.queue(stage)
+        rq_id = rq_job_id(job_id, stage)
+        try:
+            job = Job.fetch(rq_id, connection=self.redis, serializer=queue.serializer)
+        except NoSuchJobError:
+            return QueueEntry(False, "no RQ job")
+        status = job.get_status(refresh=False)
+        if status is JobStatus.QUEUED:
+            held = self.redis.lpos(queue.key, rq_id) is not None
+            held = held or self.redis.lpos(queue.intermediate_queue_key, rq_id) is not None
+        elif status is JobStatus.STARTED:
+            held = any(
+                True for _ in self.redis.zscan_iter(queue.started_job_registry.key, match=f"{rq_id}:*")
+            )
+        elif status is JobStatus.SCHEDULED:
+            held = self.redis.zscore(queue.scheduled_job_registry.key, rq_id) is not None
+        else:
+            held = False
+        failed_for_good = status is JobStatus.FAILED and not job.retries_left
+        return QueueEntry(
+            held,
+            f"RQ status {status}, in none of its places",
+            failed_for_good,
+            held and status is JobStatus.STARTED,
+        )
+
+    def ensure(self, job_id: str, stage: Stage) -> None:
+        """Put the job on the stage's queue unless its entry there is alive: the hand-over. The
+        entry may exist and be done without the stage having ended (TTS let go while the LLM
+        waited for a retry); then it is queued again."""
+        if not self.enqueue(job_id, stage) and not self.entry(job_id, stage).alive:
+            self.requeue(job_id, stage)
+
+    def requeue(self, job_id: str, stage: Stage) -> None:
+        """Queue the stage again under its own id, dropping what RQ still holds of the old entry."""
+        with contextlib.suppress(NoSuchJobError):
+            Job.fetch(rq_job_id(job_id, stage), connection=self.redis, serializer=JSONSerializer).delete()
+        self.enqueue(job_id, stage)
 
     def live_workers(self) -> dict[str, int]:
         """Workers registered (and not yet timed out) per stage."""
@@ -124,7 +181,7 @@ class StageQueues:
             name=name,
             maintenance_interval=settings.maintenance_interval_s,
             liveness_s=settings.worker_liveness_s,
-            retry_mover=True,
+            keeper=QueueKeeper(self, [stage]),
         )
 
 
@@ -167,14 +224,16 @@ class PipelineWorker(SimpleWorker):
     one sits on the path between two stages.
     """
 
-    def __init__(self, *args: Any, liveness_s: int = 20, retry_mover: bool = False, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, liveness_s: int = 20, keeper: QueueKeeper | None = None, **kwargs: Any
+    ) -> None:
         # RQ waits on the queue for worker_ttl - 15 s between heartbeats; keep that well inside.
         kwargs.setdefault("worker_ttl", liveness_s + 15 - max(1, liveness_s // 4))
         super().__init__(*args, **kwargs)
         self.liveness_s = liveness_s
         self.stop_requested = False
         self._beating: threading.Event | None = None
-        self._mover = RetryMover(self.queues, self.connection) if retry_mover else None
+        self._keeper = keeper
 
     def request_stop(self, signum: Any, frame: Any) -> None:
         # RQ records a SIGTERM/SIGINT here whether it came while idle or during a job.
@@ -183,12 +242,12 @@ class PipelineWorker(SimpleWorker):
 
     def bootstrap(self, *args: Any, **kwargs: Any) -> None:
         super().bootstrap(*args, **kwargs)
-        if self._mover is not None and not self._mover.is_alive():
-            self._mover.start()
+        if self._keeper is not None and not self._keeper.is_alive():
+            self._keeper.start()
 
-    def stop_retry_mover(self) -> None:
-        if self._mover is not None:
-            self._mover.stop.set()
+    def stop_keeper(self) -> None:
+        if self._keeper is not None:
+            self._keeper.stop.set()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         timeout = min(timeout or self.liveness_s, self.liveness_s)
@@ -225,36 +284,60 @@ class PipelineWorker(SimpleWorker):
                 log.warning("heartbeat failed: %s", exc)
 
 
-class RetryMover(threading.Thread):
-    """Puts retries whose wait is over back on their queue: what RQ's scheduler does, but in a
-    thread of the worker, so no process of its own outlives the worker (RQ forks one that a
-    SIGKILL leaves behind, still holding a 60 s lock every other worker then waits out).
+class QueueKeeper(threading.Thread):
+    """Keeps a stage's queue honest, in a thread of its worker: puts retries whose wait is over
+    back on the queue (what RQ's scheduler does, but no process of its own outlives the worker:
+    RQ forks one that a SIGKILL leaves behind, holding a 60 s lock every other worker waits out),
+    and repairs a job whose stage owes work but whose queue entry is gone.
+
+    The repair is the last line of the at-least-once promise. A hand-over is two writes (the
+    record, then the next queue), and RQ's own failure handling is several round trips, some
+    outside its transactions: an outage between two of them can leave a job that no queue,
+    registry or retry will ever run. Every `REPAIR_INTERVAL_S` the keeper asks the store which
+    jobs the stage owes work and that have been quiet for `REPAIR_QUIET_S`, and RQ whether each
+    one's entry is alive (queued, running, or waiting its retry). One that is not is put on the
+    queue again; one that RQ failed for good without telling the store is failed.
 
     Several workers of a stage may run one each: a lock of a few seconds, renewed while its holder
-    lives, lets one of them move the jobs, and another take over soon after it dies."""
+    lives, lets one of them do it, and another take over soon after it dies."""
 
     INTERVAL_S = 1.0
+    REPAIR_INTERVAL_S = 10.0
+    REPAIR_QUIET_S = 30.0
     LOCK_TTL_MS = 3000
 
-    def __init__(self, queues: list[Queue], connection: Redis) -> None:
-        super().__init__(name="s2s-retries", daemon=True)
+    def __init__(self, queues: StageQueues, stages: list[Stage]) -> None:
+        super().__init__(name="s2s-queue-keeper", daemon=True)
         self.queues = queues
-        self.connection = connection
+        self.stages = stages
+        self.connection = queues.redis
         self.me = uuid.uuid4().hex
         self.stop = threading.Event()
-        self._hold = connection.register_script(_HOLD_LOCK_LUA)
+        self._hold = self.connection.register_script(_HOLD_LOCK_LUA)
 
     def run(self) -> None:
+        last_repair = time.monotonic()
         while not self.stop.wait(self.INTERVAL_S):
-            with contextlib.suppress(RedisError):  # the work loop meets the same outage and logs it
+            try:
                 self.move_due()
+                if time.monotonic() - last_repair >= self.REPAIR_INTERVAL_S:
+                    last_repair = time.monotonic()
+                    self.repair(self.REPAIR_QUIET_S)
+            except RedisError:  # the work loop meets the same outage and logs it
+                pass
+            except Exception:  # a surprise must not end the thread: the queue would stall
+                log.exception("the queue keeper failed; it tries again")
+
+    def _holds(self, stage: Stage) -> bool:
+        return bool(self._hold(keys=[f"s2s:keeper:{stage.name}"], args=[self.me, self.LOCK_TTL_MS]))
 
     def move_due(self) -> int:
         moved = 0
-        for queue in self.queues:
-            if not self._hold(keys=[f"s2s:retry-lock:{queue.name}"], args=[self.me, self.LOCK_TTL_MS]):
+        for stage in self.stages:
+            if not self._holds(stage):
                 continue
-            registry = ScheduledJobRegistry(queue=queue)  # type: ignore[no-untyped-call]
+            queue = self.queues.queue(stage)
+            registry = queue.scheduled_job_registry
             for rq_id in registry.get_jobs_to_schedule(int(time.time())):
                 try:
                     job = Job.fetch(rq_id, connection=self.connection, serializer=queue.serializer)
@@ -267,6 +350,33 @@ class RetryMover(threading.Thread):
                     p.execute()
                 moved += 1
         return moved
+
+    def repair(self, quiet_s: float) -> int:
+        """Put back every job its stage owes work whose queue entry is gone; returns how many."""
+        repaired = 0
+        for stage in self.stages:
+            if not self._holds(stage):
+                continue
+            store = JobStore(self.connection)
+            for job_id in store.owed_by(stage, quiet_s):
+                entry = self.queues.entry(job_id, stage)
+                if entry.alive:
+                    continue
+                if entry.failed_for_good:
+                    log.error(
+                        "%s: job %s failed for good without being marked; marking it", stage.name, job_id
+                    )
+                    store.fail(job_id, stage, failure_message(stage, None, None))
+                    continue
+                log.warning(
+                    "%s: job %s had no live queue entry (%s); queueing it again",
+                    stage.name,
+                    job_id,
+                    entry.why,
+                )
+                self.queues.requeue(job_id, stage)
+                repaired += 1
+        return repaired
 
 
 _HOLD_LOCK_LUA = """
@@ -307,7 +417,7 @@ def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, l
                 log.warning("Redis unavailable (%s: %s); reconnecting with backoff", type(exc).__name__, exc)
         finally:
             if rq_worker is not None:
-                rq_worker.stop_retry_mover()
+                rq_worker.stop_keeper()
         if rq_worker is not None and rq_worker.stop_requested:
             return 0
         try:

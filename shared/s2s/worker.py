@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from redis import Redis
 
-from .errors import ConfigError, PermanentStageError
+from .errors import ConfigError, LetGo, PermanentStageError
 from .jobs import JobRecord, Stage, StageOutput
 from .pipeline import Pipeline
 from .queues import work_until_stopped
@@ -74,8 +74,13 @@ class StageHandler(ABC, Generic[E]):
         if job is None:
             log.warning("%s: job %s has expired; nothing to do", self.stage.name, job_id)
             return
-        if job.status.terminal or self.stage.name in job.ended:
-            # An at-least-once redelivery of a stage that is done, or of a job that has ended.
+        if job.status.terminal:
+            return  # a redelivery to a job that has ended
+        if self.stage.name in job.ended:
+            # A redelivery of a stage that is done. Its hand-over may not have happened (the
+            # record was written, then the outage came before the next queue): do it again; it
+            # does nothing when the next stage holds the job already.
+            self.pipeline.start_next(job, self.stage)
             return
         started = time.perf_counter()
         self.idle_s = 0.0
@@ -83,6 +88,9 @@ class StageHandler(ABC, Generic[E]):
             output = self.process(job)
         except PermanentStageError as exc:
             self.store.fail(job_id, self.stage, str(exc))
+            return
+        except LetGo as exc:
+            log.info("%s: job %s: %s; letting go until it is handed over again", self.stage.name, job_id, exc)
             return
         self.pipeline.hand_over(job, self.stage, time.perf_counter() - started - self.idle_s, output)
 

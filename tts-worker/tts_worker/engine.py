@@ -10,7 +10,7 @@ from typing import Self
 import numpy as np
 
 from s2s.audio import float_to_pcm16
-from s2s.errors import PermanentStageError
+from s2s.errors import LetGo, PermanentStageError
 from s2s.jobs import STAGE_BY_NAME, JobRecord, SpokenReply
 from s2s.registry import Registry
 from s2s.settings import Settings
@@ -45,6 +45,9 @@ BACKENDS: Registry[TTSEngine] = Registry(
 
 #: How often TTS looks for the LLM's next sentence while it writes.
 FOLLOW_POLL_S = 0.05
+#: After this long without a new sentence TTS checks that the LLM is still writing the reply.
+LLM_CHECK_S = 1.0
+LLM = STAGE_BY_NAME["llm"]
 
 #: A reply like the ones the LLM writes, for the warm-up.
 WARMUP_REPLY = "The weather today is mild and sunny, with a light breeze in the afternoon."
@@ -74,19 +77,34 @@ class TTSHandler(StageHandler[TTSEngine]):
         """The reply's sentences from `start` on, as the LLM writes them: until the LLM has ended
         and each is given (or the job ends otherwise). A reply that came with the job (a route
         that starts here) is split here."""
-        follows_llm = any(s.name == "llm" for s in job.route)
-        index = start
+        follows_llm = LLM in job.route
+        index, waited = start, 0.0
         while True:
             current = self.store.get(job.id)
             if current is None or current.status.terminal:
                 return
             llm_done = not follows_llm or "llm" in current.ended
             texts = self.store.sentences(job.id) if follows_llm else sentences(current.reply or "")
+            if index < len(texts):
+                waited = 0.0
             for text in texts[index:]:
                 yield index, text
                 index += 1
             total = current.reply_sentences if current.reply_sentences is not None else len(texts)
             if llm_done and index >= total:
                 return
+            if waited >= LLM_CHECK_S:
+                waited = 0.0
+                self._let_go_unless_llm_writes(job)
             time.sleep(FOLLOW_POLL_S)
+            waited += FOLLOW_POLL_S
             self.idle_s += FOLLOW_POLL_S
+
+    def _let_go_unless_llm_writes(self, job: JobRecord) -> None:
+        # An LLM whose worker died waits for its retry, maybe behind a full queue: holding this
+        # worker (and its time limit) meanwhile would stall every other reply. Its record is read
+        # after the check, so an LLM that just ended is not mistaken for one that stopped.
+        running = self.pipeline.running(job.id, LLM)
+        current = self.store.get(job.id)
+        if not running and current is not None and "llm" not in current.ended:
+            raise LetGo("the language model is not writing this reply now")
