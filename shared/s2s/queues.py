@@ -8,7 +8,6 @@ here changes (the RQ range tested is pinned in shared/pyproject.toml).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -164,10 +163,16 @@ class StageQueues:
             self.requeue(job_id, stage)
 
     def requeue(self, job_id: str, stage: Stage) -> None:
-        """Queue the stage again under its own id, dropping what RQ still holds of the old entry."""
-        with contextlib.suppress(NoSuchJobError):
-            Job.fetch(rq_job_id(job_id, stage), connection=self.redis, serializer=JSONSerializer).delete()
-        self.enqueue(job_id, stage)
+        """Queue the stage again under its own id: the RQ job that is left (with the retries it
+        has left), or a new one. (RQ's own `delete` of a job whose worker died can fail on the
+        execution it lost, so the old job is reused rather than replaced.)"""
+        queue = self.queue(stage)
+        try:
+            job = Job.fetch(rq_job_id(job_id, stage), connection=self.redis, serializer=queue.serializer)
+        except NoSuchJobError:
+            self.enqueue(job_id, stage)
+            return
+        queue.enqueue_job(job)
 
     def live_workers(self) -> dict[str, int]:
         """Workers registered (and not yet timed out) per stage."""

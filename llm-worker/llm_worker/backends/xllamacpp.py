@@ -107,20 +107,32 @@ class LlamaCppEngine(LLMEngine):
         return content
 
     def stream(self, messages: list[ChatMessage], on_text: Callable[[str], None]) -> str:
-        # The binding calls back once per token, in this thread, before it returns.
+        # The binding calls back once per token, in this thread, before it returns. An exception
+        # raised in the callback stops the generation but is swallowed by the binding, which then
+        # returns as if the reply were complete: it is kept here and raised again, or a reply cut
+        # by a Redis outage (or the stage's time limit) would be taken for the whole one.
         parts: list[str] = []
         errors: list[object] = []
+        raised: list[BaseException] = []
 
         def on_chunk(chunk: Any) -> None:
+            if raised:
+                raise raised[0]
             if not isinstance(chunk, dict) or "choices" not in chunk:
                 errors.append(chunk)
                 return
             text = chunk["choices"][0].get("delta", {}).get("content") or ""
             if text:
                 parts.append(text)
-                on_text(text)
+                try:
+                    on_text(text)
+                except BaseException as exc:
+                    raised.append(exc)
+                    raise
 
         self.server.handle_chat_completions(self._request(messages, stream=True), on_chunk)
+        if raised:
+            raise raised[0]
         if errors and not parts:
             raise RuntimeError(f"llama.cpp returned an error: {errors[0]}")
         return "".join(parts)
