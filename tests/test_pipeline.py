@@ -542,3 +542,26 @@ def test_tts_lets_go_while_the_llm_waits_for_a_retry_and_gets_the_job_back(
     assert job is not None and job.status is Status.COMPLETED, job
     assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]
     assert store.audio_chunks(job_id) == 2
+
+
+def test_a_worker_left_by_an_outage_stops_its_threads(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    stt = STAGE_BY_NAME["stt"]
+    worker = pipeline.queues.worker(stt, "stt-test-outage", Settings(_env_file=None))  # type: ignore[call-arg]
+    worker.subscribe()  # type: ignore[no-untyped-call]
+    pubsub_thread = worker.pubsub_thread
+    assert pubsub_thread is not None and pubsub_thread.is_alive()
+
+    def away() -> None:
+        raise RedisConnectionError("Redis went away")
+
+    # RQ's teardown tells Redis first, so with Redis away its pub/sub thread would run on for good.
+    monkeypatch.setattr(worker.pubsub, "unsubscribe", away)
+    with pytest.raises(RedisConnectionError):
+        worker.unsubscribe()
+    worker.release()
+    pubsub_thread.join(5)
+    assert not pubsub_thread.is_alive()

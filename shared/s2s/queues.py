@@ -8,6 +8,7 @@ here changes (the RQ range tested is pinned in shared/pyproject.toml).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -250,9 +251,16 @@ class PipelineWorker(SimpleWorker):
         if self._keeper is not None and not self._keeper.is_alive():
             self._keeper.start()
 
-    def stop_keeper(self) -> None:
+    def release(self) -> None:
+        """Stop the threads this worker started. RQ stops its pub/sub thread only after telling
+        Redis, so a loop that Redis left mid-outage leaves it running (and retrying) for good."""
         if self._keeper is not None:
             self._keeper.stop.set()
+        thread = self.pubsub_thread
+        if thread is not None and thread.is_alive():
+            thread.stop()
+            with contextlib.suppress(RedisError, OSError):
+                self.pubsub.close()
 
     def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
         timeout = min(timeout or self.liveness_s, self.liveness_s)
@@ -422,7 +430,7 @@ def work_until_stopped(make_worker: Callable[[], PipelineWorker], burst: bool, l
                 log.warning("Redis unavailable (%s: %s); reconnecting with backoff", type(exc).__name__, exc)
         finally:
             if rq_worker is not None:
-                rq_worker.stop_keeper()
+                rq_worker.release()
         if rq_worker is not None and rq_worker.stop_requested:
             return 0
         try:
