@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from s2s.errors import AudioError, AudioTooLongError, EmptyAudioError
-from s2s.jobs import AdmissionRefused
+from s2s.jobs import AdmissionRefused, ConversationRefused
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
@@ -115,6 +115,17 @@ def _add_error_handlers(app: FastAPI) -> None:
             "rate": "too many uploads from you this minute; try again later",
         }[exc.limit]
         return problem(429, detail, {"Retry-After": str(exc.retry_after_s)})
+
+    @app.exception_handler(ConversationRefused)
+    async def conversation_refused(request: Request, exc: ConversationRefused) -> JSONResponse:
+        if exc.reason == "missing":
+            return problem(404, "no conversation with that conversation_id")
+        if exc.reason == "busy":
+            return problem(
+                409, "the conversation's previous turn has not ended yet; send this one when it has"
+            )
+        turns = request.app.state.settings.max_conversation_turns
+        return problem(409, f"the conversation has reached its {turns} turns; start a new one")
 
     @app.exception_handler(TooManyWaiters)
     async def too_many_waiters(request: Request, exc: TooManyWaiters) -> JSONResponse:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field
 
-from s2s.jobs import JobError, JobRecord, Status, Timings
+from s2s.jobs import Conversation, JobError, JobRecord, Status, Timings
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -27,6 +27,11 @@ class JobView(BaseModel):
     completed_at: datetime | None = None
     input_seconds: float | None = None
     audio_url: str | None = Field(None, description="where the spoken reply is, once completed")
+    conversation_id: str | None = Field(
+        None,
+        description="the conversation this job is a turn of; send it with the next recording to continue",
+    )
+    voice: str | None = None
 
     @classmethod
     def of(cls, job: JobRecord) -> JobView:
@@ -42,6 +47,43 @@ class JobView(BaseModel):
             completed_at=_iso(job.completed_at),
             input_seconds=job.input_seconds,
             audio_url=f"/v1/jobs/{job.id}/audio" if job.status is Status.COMPLETED else None,
+            conversation_id=job.conversation_id,
+            voice=job.voice,
+        )
+
+
+class TurnView(BaseModel):
+    job_id: str
+    status: Status
+    transcript: str | None = None
+    reply: str | None = None
+    audio_url: str | None = None
+    created_at: datetime
+
+
+class ConversationView(BaseModel):
+    id: str
+    created_at: datetime
+    updated_at: datetime
+    turns: list[TurnView] = Field(description="oldest first")
+
+    @classmethod
+    def of(cls, conversation: Conversation) -> ConversationView:
+        return cls(
+            id=conversation.id,
+            created_at=_iso(conversation.created_at) or datetime.now(UTC),
+            updated_at=_iso(conversation.updated_at) or datetime.now(UTC),
+            turns=[
+                TurnView(
+                    job_id=t.id,
+                    status=t.status,
+                    transcript=t.transcript,
+                    reply=t.reply,
+                    audio_url=f"/v1/jobs/{t.id}/audio" if t.status is Status.COMPLETED else None,
+                    created_at=_iso(t.created_at) or datetime.now(UTC),
+                )
+                for t in conversation.turns
+            ],
         )
 
 

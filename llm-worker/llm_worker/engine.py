@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Self
 
 from pydantic import BaseModel
@@ -52,11 +52,41 @@ BACKENDS: Registry[LLMEngine] = Registry(
 )
 
 
-def build_messages(system_prompt: str, transcript: str) -> list[ChatMessage]:
-    messages = [ChatMessage(role="user", content=transcript)]
-    if system_prompt:
-        messages.insert(0, ChatMessage(role="system", content=system_prompt))
+def build_messages(
+    system_prompt: str, transcript: str, history: Sequence[tuple[str, str]] = ()
+) -> list[ChatMessage]:
+    """The chat: the system prompt, the earlier turns (what was said, what was answered), then
+    the question."""
+    messages = [ChatMessage(role="system", content=system_prompt)] if system_prompt else []
+    for said, answered in history:
+        messages += [ChatMessage(role="user", content=said), ChatMessage(role="assistant", content=answered)]
+    messages.append(ChatMessage(role="user", content=transcript))
     return messages
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens `text` is, erring high (English runs about four characters a
+    token); good enough to bound a prompt without loading each model's tokenizer here."""
+    return len(text) // 3 + 1
+
+
+def recent_turns(history: list[tuple[str, str]], max_tokens: int) -> list[tuple[str, str]]:
+    """The most recent turns that fit in about `max_tokens`, oldest first."""
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for turn in reversed(history):
+        used += estimate_tokens(turn[0]) + estimate_tokens(turn[1])
+        if used > max_tokens:
+            break
+        kept.append(turn)
+    return kept[::-1]
+
+
+def system_prompt(settings: Settings, job: JobRecord) -> str:
+    """The configured prompt, and the job's own instructions after it."""
+    if job.instructions:
+        return f"{settings.llm_system_prompt}\n\n{job.instructions}"
+    return settings.llm_system_prompt
 
 
 #: A question like the ones users ask, for the warm-up.
@@ -74,7 +104,12 @@ class LLMHandler(StageHandler[LLMEngine]):
         if not job.transcript:
             raise PermanentStageError("there is no transcript to answer")
         spoken = SentenceFeed(self, job)
-        self.engine.stream(build_messages(self.settings.llm_system_prompt, job.transcript), spoken.add)
+        history = recent_turns(
+            self.store.history(job, self.settings.llm_history_turns), self.settings.llm_history_tokens
+        )
+        self.engine.stream(
+            build_messages(system_prompt(self.settings, job), job.transcript, history), spoken.add
+        )
         count = spoken.finish()
         if count == 0:
             raise PermanentStageError("the language model gave no reply that can be spoken")

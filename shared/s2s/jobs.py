@@ -43,6 +43,14 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
     s2s:active:{client}    zset    the same per client (API key, or address when the API is open);
                                    a job leaves both when it ends, or when it expires unfinished
     s2s:rate:{client}:{minute} string uploads the client made in that minute (expires after it)
+    s2s:conv:{id}          hash    a conversation: owner, created_at, updated_at
+    s2s:conv:{id}:turns    list    its jobs (turns), oldest first. Each new turn renews the TTL of
+                                   the conversation and of every earlier turn's keys, so a
+                                   conversation lives `JOB_TTL_S` after its last turn
+
+Conversations: every job is a turn of one. A job that names none starts a new one; a job that
+names one is admitted only while its previous turn has ended (the same admission script), and
+the LLM then sees the earlier turns' transcripts and replies (`JobStore.history`).
 
 Queues: one per stage, named after it (`stt`, `llm`, `tts`). Handing a job to a stage is
 `s2s.queues.StageQueues.enqueue`, the one place that knows RQ: the RQ job id of stage X for job J
@@ -173,6 +181,17 @@ def job_key(job_id: str) -> str:
     return PREFIX + job_id
 
 
+CONVERSATION_PREFIX: Final = "s2s:conv:"
+
+
+def conversation_key(conversation_id: str) -> str:
+    return CONVERSATION_PREFIX + conversation_id
+
+
+def turns_key(conversation_id: str) -> str:
+    return f"{CONVERSATION_PREFIX}{conversation_id}:turns"
+
+
 def input_key(job_id: str) -> str:
     return f"{PREFIX}{job_id}:input"
 
@@ -253,6 +272,12 @@ class JobRecord(BaseModel):
     ended: tuple[str, ...] = ()
     #: Set once the LLM has ended: how many sentences the reply has.
     reply_sentences: int | None = None
+    #: The conversation the job is a turn of.
+    conversation_id: str | None = None
+    #: The voice TTS speaks with (None: the backend's default).
+    voice: str | None = None
+    #: What the caller added to the system prompt for this job.
+    instructions: str | None = None
 
     @classmethod
     def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
@@ -305,6 +330,9 @@ class JobRecord(BaseModel):
             owner=h.get("owner") or None,
             ended=tuple(s.name for s in STAGES if f"{s.name}_ended_at" in h),
             reply_sentences=int(h["reply_sentences"]) if "reply_sentences" in h else None,
+            conversation_id=h.get("conversation_id") or None,
+            voice=h.get("voice") or None,
+            instructions=h.get("instructions") or None,
         )
 
 
@@ -315,6 +343,8 @@ class AdmissionLimits:
     max_active: int = 1_000_000
     max_active_per_client: int = 0
     max_per_minute: int = 0
+    #: Turns a conversation may have.
+    max_turns: int = 1_000
 
 
 class NewJob(TypedDict, total=False):
@@ -330,6 +360,10 @@ class NewJob(TypedDict, total=False):
     client: str | None
     limits: AdmissionLimits | None
     job_id: str | None
+    #: The conversation the job continues; a new one when not given.
+    conversation_id: str | None
+    voice: str | None
+    instructions: str | None
 
 
 class AdmissionRefused(Exception):
@@ -339,6 +373,24 @@ class AdmissionRefused(Exception):
     def __init__(self, limit: str, retry_after_s: int) -> None:
         self.limit, self.retry_after_s = limit, retry_after_s
         super().__init__(limit)
+
+
+class ConversationRefused(Exception):
+    """A job named a conversation it cannot continue: `reason` is "missing" (no such conversation,
+    or another key's), "busy" (its previous turn has not ended) or "full" (it has all its turns)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    owner: str | None
+    created_at: float
+    updated_at: float
+    turns: list[JobRecord]
 
 
 class JobStore:
@@ -357,6 +409,7 @@ class JobStore:
         self._admit_script = redis.register_script(_ADMIT_LUA)
         self._append_script = redis.register_script(_APPEND_AUDIO_LUA)
         self._sentence_script = redis.register_script(_ADD_SENTENCE_LUA)
+        self._forget_script = redis.register_script(_FORGET_LUA)
 
     # ------------------------------------------------------------------ transitions
     def create(self, samples: np.ndarray | None = None, **new: Unpack[NewJob]) -> JobRecord:
@@ -372,6 +425,8 @@ class JobStore:
         inputs, client = new.get("inputs"), new.get("client")
         job_id = new.get("job_id") or new_job_id()
         limits = new.get("limits") or AdmissionLimits()
+        continued = new.get("conversation_id")
+        conversation_id = continued or new_job_id()
         now = time.time()
         record = {
             "status": Status.QUEUED.value,
@@ -381,6 +436,9 @@ class JobStore:
             "updated_at": repr(now),
             "owner": new.get("owner") or "",
             "client": client or "",
+            "conversation_id": conversation_id,
+            **({"voice": v} if (v := new.get("voice")) else {}),
+            **({"instructions": i} if (i := new.get("instructions")) else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:
@@ -393,6 +451,8 @@ class JobStore:
                 active_key(),
                 active_key(client),
                 f"s2s:rate:{client}:{minute}",
+                conversation_key(conversation_id),
+                turns_key(conversation_id),
             ],
             args=[
                 job_id,
@@ -403,11 +463,17 @@ class JobStore:
                 limits.max_active_per_client if client else 0,
                 limits.max_per_minute if client else 0,
                 b"" if samples is None else audio.to_wav(samples, audio.STT_SAMPLE_RATE, subtype="PCM_16"),
+                "1" if continued else "0",
+                new.get("owner") or "",
+                limits.max_turns,
+                PREFIX,
                 *[x for kv in record.items() for x in kv],
             ],
         )
         if refused:
             which = _text(refused)
+            if which.startswith("conversation-"):
+                raise ConversationRefused(which.removeprefix("conversation-"))
             retry_after = 60 - int(now % 60) if which == "rate" else 5
             raise AdmissionRefused(which, retry_after)
         return JobRecord.from_hash(job_id, record)
@@ -516,6 +582,53 @@ class JobStore:
             raise KeyError(f"the uploaded audio of job {job_id} is gone")
         samples, _ = audio.read_wav(_bytes(data))
         return samples
+
+    def history(self, job: JobRecord, max_turns: int) -> list[tuple[str, str]]:
+        """The last `max_turns` turns of the job's conversation before it that got a reply, as
+        (transcript, reply), oldest first: what the LLM is shown of the conversation."""
+        if not job.conversation_id or max_turns <= 0:
+            return []
+        ids = [_text(i) for i in self.redis.lrange(turns_key(job.conversation_id), 0, -1)]
+        earlier = ids[: ids.index(job.id)] if job.id in ids else ids
+        with self.redis.pipeline(transaction=False) as p:
+            for turn in earlier[-max_turns:]:
+                p.hmget(job_key(turn), ["transcript", "reply", "status"])
+            rows = p.execute()
+        return [
+            (_text(t), _text(r))
+            for t, r, status in rows
+            if t and r and status is not None and _text(status) == Status.COMPLETED.value
+        ]
+
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation and its turns (those whose records have not expired), oldest first."""
+        raw = self.redis.hgetall(conversation_key(conversation_id))
+        if not raw:
+            return None
+        h = {_text(k): _text(v) for k, v in raw.items()}
+        ids = [_text(i) for i in self.redis.lrange(turns_key(conversation_id), 0, -1)]
+        with self.redis.pipeline(transaction=False) as p:
+            for turn in ids:
+                p.hgetall(job_key(turn))
+            rows = p.execute()
+        turns = [t for t in (JobRecord.from_raw(i, row) for i, row in zip(ids, rows, strict=True)) if t]
+        return Conversation(
+            id=conversation_id,
+            owner=h.get("owner") or None,
+            created_at=float(h.get("created_at", 0)),
+            updated_at=float(h.get("updated_at", 0)),
+            turns=turns,
+        )
+
+    def forget(self, conversation_id: str) -> bool:
+        """Delete the conversation and everything of its turns; False (nothing deleted) while
+        its last turn is still running."""
+        return bool(
+            self._forget_script(
+                keys=[conversation_key(conversation_id), turns_key(conversation_id), ACTIVE_KEY],
+                args=[PREFIX],
+            )
+        )
 
     def owed_by(self, stage: Stage, quiet_s: float) -> list[str]:
         """The unfinished jobs `stage` owes work and whose record has not changed for `quiet_s`:
@@ -686,8 +799,21 @@ return 1
 # KEYS: job, input, active, active of the client, the client's uploads this minute.
 # ARGV: job id, now, expiry time, ttl, max active, max active per client (0: none), max uploads
 # per minute (0: none), the input, then the record's fields.
+# KEYS: job, input, active, active:{client}, rate:{client}:{minute}, conversation, its turns.
+# ARGV: job id, now, expiry, ttl, max active, max per client, max per minute, upload WAV,
+# '1' if the job continues its conversation, owner, max turns, job key prefix, then the fields.
+# (Earlier turns' keys are named from the turn list: one Redis, not a cluster.)
 _ADMIT_LUA = """
 local now = tonumber(ARGV[2])
+if ARGV[9] == '1' then
+  if redis.call('HGET', KEYS[6], 'owner') ~= ARGV[10] then return 'conversation-missing' end
+  local last = redis.call('LINDEX', KEYS[7], -1)
+  if last then
+    local status = redis.call('HGET', ARGV[12] .. last, 'status')
+    if status and status ~= 'completed' and status ~= 'failed' then return 'conversation-busy' end
+  end
+  if redis.call('LLEN', KEYS[7]) >= tonumber(ARGV[11]) then return 'conversation-full' end
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now)
 if redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[5]) then return 'queue' end
 local per_client, per_minute = tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -701,14 +827,42 @@ if per_minute > 0 then
   redis.call('EXPIRE', KEYS[5], 61)
 end
 if ARGV[8] ~= '' then redis.call('SET', KEYS[2], ARGV[8], 'EX', ARGV[4]) end
-redis.call('HSET', KEYS[1], unpack(ARGV, 9))
+redis.call('HSET', KEYS[1], unpack(ARGV, 13))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
+for _, id in ipairs(redis.call('LRANGE', KEYS[7], 0, -1)) do
+  local key = ARGV[12] .. id
+  for _, k in ipairs({key, key .. ':audio', key .. ':sentences', key .. ':log'}) do
+    redis.call('EXPIRE', k, ARGV[4])
+  end
+end
+redis.call('HSET', KEYS[6], 'owner', ARGV[10], 'updated_at', ARGV[2])
+redis.call('HSETNX', KEYS[6], 'created_at', ARGV[2])
+redis.call('RPUSH', KEYS[7], ARGV[1])
+redis.call('EXPIRE', KEYS[6], ARGV[4])
+redis.call('EXPIRE', KEYS[7], ARGV[4])
 redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
 if per_client > 0 then
   redis.call('ZADD', KEYS[4], ARGV[3], ARGV[1])
   redis.call('EXPIRE', KEYS[4], ARGV[4])
 end
 return false
+"""
+
+
+# KEYS: conversation, its turns, active. ARGV: job key prefix.
+_FORGET_LUA = """
+local last = redis.call('LINDEX', KEYS[2], -1)
+if last then
+  local status = redis.call('HGET', ARGV[1] .. last, 'status')
+  if status and status ~= 'completed' and status ~= 'failed' then return 0 end
+end
+for _, id in ipairs(redis.call('LRANGE', KEYS[2], 0, -1)) do
+  local key = ARGV[1] .. id
+  redis.call('DEL', key, key .. ':input', key .. ':audio', key .. ':sentences', key .. ':log')
+  redis.call('ZREM', KEYS[3], id)
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 1
 """
 
 

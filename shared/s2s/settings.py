@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     max_jobs_per_client: PositiveInt = 20
     #: Uploads one client may make per minute.
     max_uploads_per_minute: PositiveInt = 60
+    #: Turns one conversation may have; then 409 (start a new one).
+    max_conversation_turns: PositiveInt = 100
+    #: Characters the `instructions` field of an upload may have.
+    max_instructions_chars: PositiveInt = 500
     #: The whole request body must arrive within this many seconds, or the answer is 408.
     upload_timeout_s: PositiveFloat = 30.0
     #: Request bodies being received at once by one API process; beyond it, 503 at once.
@@ -113,6 +117,10 @@ class Settings(BaseSettings):
     llm_temperature: Annotated[float, Field(ge=0)] = 0.0
     llm_context_tokens: PositiveInt = 2048
     llm_timeout_s: PositiveInt = 120
+    #: What the LLM is shown of a conversation's earlier turns: at most this many, and at most
+    #: about this many tokens of them (the most recent first).
+    llm_history_turns: Annotated[int, Field(ge=0)] = 8
+    llm_history_tokens: Annotated[int, Field(ge=0)] = 1024
 
     # --- TTS
     tts_backend: str = "piper"
@@ -154,6 +162,16 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value):
             raise ValueError("retry intervals must be >= 0 seconds")
         return value
+
+    @model_validator(mode="after")
+    def _history_fits(self) -> Settings:
+        # Room for the system prompt, instructions and the question besides history and reply.
+        if self.llm_history_tokens + self.llm_max_tokens + 512 > self.llm_context_tokens:
+            raise ValueError(
+                "LLM_HISTORY_TOKENS + LLM_MAX_TOKENS + 512 must fit in LLM_CONTEXT_TOKENS "
+                f"({self.llm_history_tokens} + {self.llm_max_tokens} + 512 > {self.llm_context_tokens})"
+            )
+        return self
 
 
 def load_settings(prog: str) -> Settings:

@@ -9,12 +9,12 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 
 import numpy as np
-from fastapi import APIRouter, File, HTTPException, Query, Request, Response, UploadFile
+from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
-from s2s.jobs import AdmissionLimits, JobRecord, audio_key, is_job_id, job_key
+from s2s.jobs import AdmissionLimits, JobRecord, NewJob, audio_key, is_job_id, job_key
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 
@@ -30,7 +30,7 @@ MAX_WAIT_S = 30.0
 RECHECK_S = 5.0
 
 
-UPLOAD_ANSWERS = problem_answers(401, 408, 413, 415, 422, 429, 503)
+UPLOAD_ANSWERS = problem_answers(401, 404, 408, 409, 413, 415, 422, 429, 503)
 
 
 @router.post(
@@ -56,17 +56,31 @@ async def create_job(
     client: ClientDep,
     audio_upload: Annotated[UploadFile | None, File(alias="audio", description=AUDIO_FIELD_HELP)] = None,
     audio_file: Annotated[UploadFile | None, File(description="Older name of the `audio` field.")] = None,
+    conversation_id: Annotated[
+        str | None,
+        Form(
+            max_length=64, description="continue this conversation (from an earlier job); a new one if absent"
+        ),
+    ] = None,
+    instructions: Annotated[
+        str | None, Form(max_length=4096, description="added to the system prompt for this reply")
+    ] = None,
 ) -> JobView:
     upload = audio_upload or audio_file
     if upload is None:
         raise HTTPException(422, "send the recording as a multipart/form-data file field named 'audio'")
+    if conversation_id is not None and not is_job_id(conversation_id):
+        raise HTTPException(404, f"no conversation with id {echo(conversation_id)!r}")
+    if instructions is not None and len(instructions) > settings.max_instructions_chars:
+        raise HTTPException(422, f"instructions: at most {settings.max_instructions_chars} characters")
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise HTTPException(413, f"the recording is larger than {settings.max_upload_bytes} bytes")
     # Decoding is the costly part: a bounded number at once, off the event loop. The upload is
     # read from its spooled file, never copied whole into memory.
     async with _decode_slots(request, settings):
         samples = await run_in_threadpool(audio.decode_upload, upload.file, settings.max_audio_seconds)
-    job = await run_in_threadpool(_admit, pipeline, settings, caller, client, samples)
+    new = NewJob(conversation_id=conversation_id, instructions=(instructions or "").strip() or None)
+    job = await run_in_threadpool(_admit, pipeline, settings, caller, client, samples, new)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)
 
@@ -80,7 +94,7 @@ def _decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
 
 
 def _admit(
-    pipeline: Pipeline, settings: Settings, caller: str | None, client: str, samples: np.ndarray
+    pipeline: Pipeline, settings: Settings, caller: str | None, client: str, samples: np.ndarray, new: NewJob
 ) -> JobRecord:
     if pipeline.store.storage_nearly_full():
         raise HTTPException(503, "the job store is full; try again later", headers={"Retry-After": "30"})
@@ -88,8 +102,11 @@ def _admit(
         max_active=settings.max_queue_depth,
         max_active_per_client=settings.max_jobs_per_client,
         max_per_minute=settings.max_uploads_per_minute,
+        max_turns=settings.max_conversation_turns,
     )
-    return pipeline.submit(samples, owner=caller, client=client, limits=limits)
+    job = NewJob(owner=caller, client=client, limits=limits)
+    job.update(new)
+    return pipeline.submit(samples, **job)
 
 
 def _not_found(job_id: str) -> HTTPException:
