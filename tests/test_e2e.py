@@ -10,13 +10,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
 from conftest import TEST_REDIS_URL
 from redis import Redis
-from support import free_port, running, s2s_ctl, wav_bytes
+from support import free_port, running, s2s_ctl, spoken, wav_bytes
 
 from s2s.audio import read_wav
 
@@ -78,6 +79,29 @@ def test_spoken_question_gets_a_spoken_reply(service: Service, spoken_question: 
         samples, rate = read_wav(audio.content)
         assert len(samples) / rate > 0.5
         assert float(np.sqrt(np.mean(samples**2))) > 0.01  # not silence
+
+
+def _answer(http: httpx.Client, recording: bytes, **form: str) -> dict[str, Any]:
+    r = http.post("/v1/jobs", files={"audio": ("q.wav", recording, "audio/wav")}, data=form)
+    assert r.status_code == 202, r.text
+    job: dict[str, Any] = r.json()
+    while job["status"] not in ("completed", "failed"):
+        job = http.get(f"/v1/jobs/{job['id']}", params={"wait": 30}).json()
+    assert job["status"] == "completed", job
+    return job
+
+
+def test_a_conversation_remembers_what_was_said(service: Service) -> None:
+    # The real CPU models: what the LLM knows of Anna comes only from the conversation's history.
+    with httpx.Client(base_url=service.url, timeout=60) as http:
+        intro = _answer(http, spoken("My name is Anna."))
+        assert "anna" in intro["transcript"].lower(), intro
+        again = _answer(http, spoken("What is my name?"), conversation_id=intro["conversation_id"])
+        assert again["conversation_id"] == intro["conversation_id"]
+        assert "anna" in again["reply"].lower(), again
+        stranger = _answer(http, spoken("What is my name?"))
+        assert stranger["conversation_id"] != intro["conversation_id"]
+        assert "anna" not in stranger["reply"].lower(), stranger
 
 
 def test_up_is_idempotent_and_restarts_only_what_died(service: Service) -> None:
