@@ -21,7 +21,7 @@ from s2s.pipeline import Pipeline
 from s2s.queues import PipelineWorker, rq_job_id
 from s2s.settings import Settings
 from stt_worker.engine import STTHandler
-from tts_worker.engine import TTSHandler
+from tts_worker.engine import TTSHandler, Voice
 
 Drain = Callable[..., None]
 #: The stand-in engines by stage name (their call records differ by type).
@@ -340,10 +340,10 @@ def test_a_retry_of_tts_neither_repeats_nor_reorders_audio(
     real = tts.synthesize
     failures = [RuntimeError("GPU fell off")]
 
-    def second_sentence_fails_once(text: str) -> np.ndarray:
+    def second_sentence_fails_once(text: str, voice: Voice | None = None) -> np.ndarray:
         if len(tts.calls) == 1 and failures:  # after the first chunk was stored
             raise failures.pop()
-        return real(text)
+        return real(text, voice)
 
     tts.synthesize = second_sentence_fails_once  # type: ignore[method-assign]
     s2s_worker.install(STTHandler(engines["stt"], pipeline, settings))

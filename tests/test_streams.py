@@ -31,7 +31,7 @@ from s2s.queues import PipelineWorker
 from s2s.settings import Settings
 from s2s_api import create_app
 from stt_worker.engine import STTHandler
-from tts_worker.engine import TTSHandler
+from tts_worker.engine import TTSHandler, Voice
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +49,10 @@ class GatedTTS(ToneTTS):
         super().__init__()
         self.gate = gate
 
-    def synthesize(self, text: str) -> np.ndarray:
+    def synthesize(self, text: str, voice: Voice | None = None) -> np.ndarray:
         if self.calls:
             assert self.gate.wait(30), "the client never saw the first sentence"
-        return super().synthesize(text)
+        return super().synthesize(text, voice)
 
 
 def run_pipeline(redis: Redis, settings: Settings, job_id: str, gate: threading.Event) -> Pipeline:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, Field
 
 from s2s.jobs import Conversation, JobError, JobRecord, Status, Timings
+from s2s.voices import ClonedVoice, Offer
 
 
 def _iso(ts: float | None) -> datetime | None:
@@ -91,3 +92,31 @@ class Health(BaseModel):
     status: str
     detail: str | None = None
     workers: dict[str, int] | None = None
+
+
+class VoiceView(BaseModel):
+    name: str
+    cloned: bool = Field(description="cloned by your key from a reference clip")
+    seconds: float | None = Field(None, description="the reference clip's length, for a cloned voice")
+
+
+class VoicesView(BaseModel):
+    backend: str
+    default: str = Field(description="the voice used when an upload names none")
+    clones: bool = Field(description="whether POST /v1/voices can add voices")
+    voices: list[VoiceView]
+
+    @classmethod
+    def of(cls, offer: Offer, cloned: list[ClonedVoice]) -> VoicesView:
+        return cls(
+            backend=offer.backend,
+            default=offer.voices[0] if offer.voices else "",
+            clones=offer.clones,
+            voices=[VoiceView(name=v, cloned=False, seconds=None) for v in offer.voices]
+            + [VoiceView(name=v.name, cloned=True, seconds=v.seconds) for v in cloned],
+        )
+
+
+class ClonedVoiceView(BaseModel):
+    name: str
+    seconds: float

@@ -72,6 +72,8 @@ class Settings(BaseSettings):
     max_conversation_turns: PositiveInt = 100
     #: Characters the `instructions` field of an upload may have.
     max_instructions_chars: PositiveInt = 500
+    #: Voices one key may clone (POST /v1/voices), each a clip of at most 30 s (~1 MB in Redis).
+    max_voices_per_key: PositiveInt = 10
     #: The whole request body must arrive within this many seconds, or the answer is 408.
     upload_timeout_s: PositiveFloat = 30.0
     #: Request bodies being received at once by one API process; beyond it, 503 at once.

@@ -64,6 +64,10 @@ class StageHandler(ABC, Generic[E]):
         """Run the stage's real path once before taking jobs, so the first job costs what later
         ones do (caches, lazy initialisation, prompt processing)."""
 
+    def announce(self) -> None:
+        """Tell the API, through Redis, what this stage's engine offers (TTS: its voices); done
+        once the engine is ready, before the first job."""
+
     @abstractmethod
     def process(self, job: JobRecord) -> StageOutput:
         """Do the stage's work; return its typed output. Raise `PermanentStageError` for a failure
@@ -151,6 +155,7 @@ def serve(
     started = time.perf_counter()
     handler.warmup()
     log.info("%s: the stage's real path warmed up in %.2f s", stage_name, time.perf_counter() - started)
+    handler.announce()
     install(handler)
 
     def worker_name() -> str:

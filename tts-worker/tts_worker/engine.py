@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import Self
+from pathlib import Path
+from typing import ClassVar, Self
 
 import numpy as np
 
@@ -15,20 +18,30 @@ from s2s.jobs import STAGE_BY_NAME, JobRecord, SpokenReply
 from s2s.registry import Registry
 from s2s.settings import Settings
 from s2s.text import sentences
+from s2s.voices import VoiceBook
 from s2s.worker import StageHandler
+
+#: Who speaks: a built-in voice by name, or a reference clip to clone (backends that clone).
+Voice = str | Path
 
 
 class TTSEngine(ABC):
     """Text in, speech out: float32 mono samples in [-1, 1] at `sample_rate`."""
 
     sample_rate: int
+    #: Whether `synthesize` takes a reference clip (a `Path`) as its voice.
+    clones_voices: ClassVar[bool] = False
+
+    def voices(self) -> list[str]:
+        """The built-in voices by name; the first is the one used when none is asked for."""
+        return ["default"]
 
     @classmethod
     @abstractmethod
     def from_settings(cls, settings: Settings) -> Self: ...
 
     @abstractmethod
-    def synthesize(self, text: str) -> np.ndarray: ...
+    def synthesize(self, text: str, voice: Voice | None = None) -> np.ndarray: ...
 
     def warmup(self) -> None:
         self.synthesize("Hello.")
@@ -56,6 +69,11 @@ WARMUP_REPLY = "The weather today is mild and sunny, with a light breeze in the 
 class TTSHandler(StageHandler[TTSEngine]):
     stage = STAGE_BY_NAME["tts"]
 
+    def announce(self) -> None:
+        VoiceBook(self.store.redis).announce(
+            self.settings.tts_backend, self.engine.voices(), self.engine.clones_voices
+        )
+
     def warmup(self) -> None:
         for sentence in sentences(WARMUP_REPLY):
             self.engine.synthesize(sentence)
@@ -66,12 +84,31 @@ class TTSHandler(StageHandler[TTSEngine]):
         rate = self.engine.sample_rate
         self.store.set_audio_rate(job.id, rate)
         done = self.store.audio_chunks(job.id)
+        voice = self._voice(job)
         for index, sentence in self._sentences(job, done):
-            pcm = float_to_pcm16(self.engine.synthesize(sentence))
+            pcm = float_to_pcm16(self.engine.synthesize(sentence, voice))
             self.store.append_audio(job.id, index, pcm, rate)
         if self.store.audio_chunks(job.id) == 0:
             raise PermanentStageError("there is no reply to speak")
         return SpokenReply(audio_sample_rate=rate)
+
+    def _voice(self, job: JobRecord) -> Voice | None:
+        """The job's voice: a built-in one by name, or a clip its key cloned (written once to a
+        file named by its hash, which is what the backends take)."""
+        if not job.voice or job.voice in self.engine.voices():
+            return job.voice
+        if not self.engine.clones_voices:
+            raise PermanentStageError(f"the {self.settings.tts_backend} voices do not include {job.voice!r}")
+        clip = VoiceBook(self.store.redis).clip(job.owner, job.voice)
+        if clip is None:
+            raise PermanentStageError(f"the voice {job.voice!r} was deleted")
+        path = self.settings.model_cache_dir / "voices" / f"{hashlib.sha256(clip).hexdigest()[:32]}.wav"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(f"{path.name}.{os.getpid()}.part")
+            partial.write_bytes(clip)
+            partial.replace(path)
+        return path
 
     def _sentences(self, job: JobRecord, start: int) -> Iterator[tuple[int, str]]:
         """The reply's sentences from `start` on, as the LLM writes them: until the LLM has ended

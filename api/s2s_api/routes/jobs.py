@@ -17,11 +17,13 @@ from s2s import audio
 from s2s.jobs import AdmissionLimits, JobRecord, NewJob, audio_key, is_job_id, job_key
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
+from s2s.voices import VoiceBook
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
 from ..events import JobEvents, Watch
 from ..problems import echo, problem_answers
 from ..schemas import JobView
+from .voices import check_voice
 
 router = APIRouter()
 
@@ -65,6 +67,10 @@ async def create_job(
     instructions: Annotated[
         str | None, Form(max_length=4096, description="added to the system prompt for this reply")
     ] = None,
+    voice: Annotated[
+        str | None,
+        Form(max_length=64, description="the voice of the reply (GET /v1/voices); the default if absent"),
+    ] = None,
 ) -> JobView:
     upload = audio_upload or audio_file
     if upload is None:
@@ -73,13 +79,19 @@ async def create_job(
         raise HTTPException(404, f"no conversation with id {echo(conversation_id)!r}")
     if instructions is not None and len(instructions) > settings.max_instructions_chars:
         raise HTTPException(422, f"instructions: at most {settings.max_instructions_chars} characters")
+    if voice:
+        await run_in_threadpool(check_voice, VoiceBook(pipeline.store.redis), caller, voice)
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise HTTPException(413, f"the recording is larger than {settings.max_upload_bytes} bytes")
     # Decoding is the costly part: a bounded number at once, off the event loop. The upload is
     # read from its spooled file, never copied whole into memory.
     async with _decode_slots(request, settings):
         samples = await run_in_threadpool(audio.decode_upload, upload.file, settings.max_audio_seconds)
-    new = NewJob(conversation_id=conversation_id, instructions=(instructions or "").strip() or None)
+    new = NewJob(
+        conversation_id=conversation_id,
+        instructions=(instructions or "").strip() or None,
+        voice=voice or None,
+    )
     job = await run_in_threadpool(_admit, pipeline, settings, caller, client, samples, new)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)

@@ -11,6 +11,7 @@ Every output carries Resemble's inaudible Perth watermark.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Self
 
@@ -22,7 +23,7 @@ from s2s.errors import ConfigError, MissingDependencyError
 from s2s.settings import Settings
 from s2s.text import sentences
 
-from ..engine import TTSEngine
+from ..engine import TTSEngine, Voice
 
 try:
     import torch
@@ -70,9 +71,17 @@ def to_samples(wav: Any) -> np.ndarray:
 
 
 class ChatterboxEngine(TTSEngine):
+    """Speaks with its built-in voice (or TTS_VOICE's clip), or with any reference clip a job
+    brings: each clip is embedded once and kept (the last `CLONES_KEPT`)."""
+
+    clones_voices = True
+    CLONES_KEPT = 8
+
     def __init__(self, model: Any) -> None:
         self.model = model
         self.sample_rate = int(model.sr)
+        self.default_conds = model.conds
+        self.clones: OrderedDict[Path, Any] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
@@ -92,11 +101,27 @@ class ChatterboxEngine(TTSEngine):
             raise ConfigError("this Chatterbox checkpoint has no built-in voice: set TTS_VOICE to a clip")
         return cls(model)
 
-    def synthesize(self, text: str) -> np.ndarray:
+    def _conds(self, voice: Voice | None) -> Any:
+        if not isinstance(voice, Path):
+            return self.default_conds
+        if voice not in self.clones:
+            # prepare_conditionals sets the model's voice; it is put back after each call.
+            self.model.prepare_conditionals(str(voice))
+            self.clones[voice] = self.model.conds
+            if len(self.clones) > self.CLONES_KEPT:
+                self.clones.popitem(last=False)
+        self.clones.move_to_end(voice)
+        return self.clones[voice]
+
+    def synthesize(self, text: str, voice: Voice | None = None) -> np.ndarray:
         chunks = []
-        for piece in sentences(text, max_chars=MAX_CHARS):
-            with torch.inference_mode():
-                chunks.append(to_samples(self.model.generate(piece)))
+        self.model.conds = self._conds(voice)
+        try:
+            for piece in sentences(text, max_chars=MAX_CHARS):
+                with torch.inference_mode():
+                    chunks.append(to_samples(self.model.generate(piece)))
+        finally:
+            self.model.conds = self.default_conds
         if not chunks:
             return np.zeros(0, dtype=np.float32)
         return np.concatenate(chunks)
