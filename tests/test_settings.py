@@ -40,7 +40,14 @@ def test_documented_defaults_are_the_real_ones() -> None:
 
 @pytest.mark.parametrize(
     ("variable", "value"),
-    [("API_PORT", "70000"), ("JOB_TTL_S", "0"), ("RETRY_INTERVALS_S", "1,-5"), ("WORKER_LIVENESS_S", "1")],
+    [
+        ("API_PORT", "70000"),
+        ("JOB_TTL_S", "0"),
+        ("RETRY_INTERVALS_S", "1,-5"),
+        ("WORKER_LIVENESS_S", "1"),
+        ("LLM_HISTORY_TOKENS", "1800"),  # with the reply and the prompt, more than the context
+        ("MAX_CONVERSATION_TURNS", "0"),
+    ],
 )
 def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch, variable: str, value: str) -> None:
     monkeypatch.setenv(variable, value)

@@ -153,3 +153,30 @@ def job_owner(redis: Redis, job_id: str) -> str:
     owner = redis.hget(f"s2s:job:{job_id}", "owner")
     assert isinstance(owner, bytes)
     return owner.decode()
+
+
+def test_piper_offers_its_model_or_each_speaker_of_a_multi_speaker_one() -> None:
+    from types import SimpleNamespace
+    from typing import Any
+
+    from tts_worker.backends.piper import PiperEngine
+
+    class StandInVoice:
+        """Where PiperEngine touches piper's PiperVoice: its config, and synthesize."""
+
+        def __init__(self, speakers: dict[str, int]) -> None:
+            self.config = SimpleNamespace(sample_rate=22050, speaker_id_map=speakers)
+            self.configs: list[Any] = []
+
+        def synthesize(self, text: str, syn_config: Any = None) -> list[Any]:
+            self.configs.append(syn_config)
+            return []
+
+    single = PiperEngine(StandInVoice({}), "en_US-joe-medium")  # type: ignore[arg-type]
+    assert single.voices() == ["en_US-joe-medium"]
+    many_voice = StandInVoice({"amy": 0, "ben": 1})
+    many = PiperEngine(many_voice, "en_US-libritts")  # type: ignore[arg-type]
+    assert many.voices() == ["amy", "ben"]
+    many.synthesize("Hi.", "ben")
+    many.synthesize("Hi.")
+    assert many_voice.configs[0].speaker_id == 1 and many_voice.configs[1] is None

@@ -170,7 +170,7 @@ class Settings(BaseSettings):
         # Room for the system prompt, instructions and the question besides history and reply.
         if self.llm_history_tokens + self.llm_max_tokens + 512 > self.llm_context_tokens:
             raise ValueError(
-                "LLM_HISTORY_TOKENS + LLM_MAX_TOKENS + 512 must fit in LLM_CONTEXT_TOKENS "
+                "llm_history_tokens + llm_max_tokens + 512 must fit in llm_context_tokens "
                 f"({self.llm_history_tokens} + {self.llm_max_tokens} + 512 > {self.llm_context_tokens})"
             )
         return self

@@ -187,6 +187,21 @@ def test_reference_voice_is_embedded_once_at_start(backend: types.ModuleType, tm
     assert model.prompts == [str(voice)]
 
 
+def test_a_jobs_clip_is_its_voice_for_that_call_only(backend: types.ModuleType, tmp_path: Path) -> None:
+    engine = backend.ChatterboxEngine.from_settings(heavy_settings())
+    model = FakeTurbo.loaded[0]
+    builtin = model.conds
+    assert engine.clones_voices and engine.voices() == ["default"]
+    anna, bob = clip(tmp_path / "anna.wav", 6.0), clip(tmp_path / "bob.wav", 7.0)
+    engine.synthesize("Hello.", anna)
+    assert model.prompts == [str(anna)] and model.conds is builtin  # the built-in voice is back
+    engine.synthesize("Hello again.", anna)
+    engine.synthesize("Hi.", bob)
+    engine.synthesize("And the default.")
+    assert model.prompts == [str(anna), str(bob)]  # each clip embedded once
+    assert model.conds is builtin
+
+
 def test_voice_clip_of_five_seconds_or_less_stops_the_worker(
     backend: types.ModuleType, tmp_path: Path
 ) -> None:
