@@ -211,3 +211,27 @@ def test_instructions_join_the_system_prompt_and_are_bounded(
         headers=ANNA,
     )
     assert r.status_code == 422 and "instructions" in r.json()["detail"], r.text
+
+
+def test_history_gets_only_the_room_the_context_leaves(redis: Redis, settings: Settings) -> None:
+    from llm_worker.engine import estimate_tokens
+
+    question = "What is my name?"
+    room_for_one_turn = estimate_tokens("Hi.") + estimate_tokens("You said: HI.. Goodbye!")
+    tight = settings.model_copy(
+        update={
+            "llm_context_tokens": settings.llm_max_tokens
+            + estimate_tokens(settings.llm_system_prompt)
+            + estimate_tokens(question)
+            + room_for_one_turn
+        }
+    )
+    stages = Stages(redis, tight)
+    first = stages.pipeline.submit(tone(0.5))
+    stages.run("A much longer first turn that the context has no room for at all.")
+    stages.pipeline.submit(tone(0.5), conversation_id=first.conversation_id)
+    stages.run("Hi.")
+    stages.pipeline.submit(tone(0.5), conversation_id=first.conversation_id)
+    stages.run(question)
+    said = [m.content for m in stages.llm.seen[-1] if m.role == "user"]
+    assert said == ["Hi.", question]  # the older, longer turn did not fit

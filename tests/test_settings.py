@@ -45,7 +45,6 @@ def test_documented_defaults_are_the_real_ones() -> None:
         ("JOB_TTL_S", "0"),
         ("RETRY_INTERVALS_S", "1,-5"),
         ("WORKER_LIVENESS_S", "1"),
-        ("LLM_HISTORY_TOKENS", "1800"),  # with the reply and the prompt, more than the context
         ("MAX_CONVERSATION_TURNS", "0"),
     ],
 )

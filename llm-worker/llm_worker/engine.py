@@ -104,12 +104,13 @@ class LLMHandler(StageHandler[LLMEngine]):
         if not job.transcript:
             raise PermanentStageError("there is no transcript to answer")
         spoken = SentenceFeed(self, job)
-        history = recent_turns(
-            self.store.history(job, self.settings.llm_history_turns), self.settings.llm_history_tokens
-        )
-        self.engine.stream(
-            build_messages(system_prompt(self.settings, job), job.transcript, history), spoken.add
-        )
+        prompt = system_prompt(self.settings, job)
+        # History gets what the context has left after the prompt, the question and the reply.
+        room = self.settings.llm_context_tokens - self.settings.llm_max_tokens
+        room -= estimate_tokens(prompt) + estimate_tokens(job.transcript)
+        budget = min(self.settings.llm_history_tokens, room)
+        history = recent_turns(self.store.history(job, self.settings.llm_history_turns), budget)
+        self.engine.stream(build_messages(prompt, job.transcript, history), spoken.add)
         count = spoken.finish()
         if count == 0:
             raise PermanentStageError("the language model gave no reply that can be spoken")

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -164,16 +164,6 @@ class Settings(BaseSettings):
         if any(v < 0 for v in value):
             raise ValueError("retry intervals must be >= 0 seconds")
         return value
-
-    @model_validator(mode="after")
-    def _history_fits(self) -> Settings:
-        # Room for the system prompt, instructions and the question besides history and reply.
-        if self.llm_history_tokens + self.llm_max_tokens + 512 > self.llm_context_tokens:
-            raise ValueError(
-                "llm_history_tokens + llm_max_tokens + 512 must fit in llm_context_tokens "
-                f"({self.llm_history_tokens} + {self.llm_max_tokens} + 512 > {self.llm_context_tokens})"
-            )
-        return self
 
 
 def load_settings(prog: str) -> Settings:
