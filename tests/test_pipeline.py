@@ -565,3 +565,30 @@ def test_a_worker_left_by_an_outage_stops_its_threads(
     worker.release()
     pubsub_thread.join(5)
     assert not pubsub_thread.is_alive()
+
+
+def test_the_first_sentences_opening_clause_is_spoken_before_the_sentence_ends(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain, settings: Settings
+) -> None:
+    job_id = pipeline.submit(one_second()).id
+    drain("stt")
+    stored_while_writing: list[list[str]] = []
+
+    class ClauseLLM(UpperLLM):
+        def stream(self, messages: list[Any], on_text: Callable[[str], None]) -> str:
+            for piece in ["Tomorrow after", "noon, the weather", " will be fine. Bring", " a coat."]:
+                on_text(piece)
+                stored_while_writing.append(store.sentences(job_id))
+            return "Tomorrow afternoon, the weather will be fine. Bring a coat."
+
+    s2s_worker.install(LLMHandler(ClauseLLM(), pipeline, settings))
+    drain("llm", "tts")
+    assert stored_while_writing[:3] == [
+        [],
+        ["Tomorrow afternoon,"],  # spoken while the sentence is still being written
+        ["Tomorrow afternoon,", "the weather will be fine."],
+    ]
+    job = store.get(job_id)
+    assert job is not None and job.status is Status.COMPLETED
+    assert job.reply == "Tomorrow afternoon, the weather will be fine. Bring a coat."
+    assert engines["tts"].calls == ["Tomorrow afternoon,", "the weather will be fine.", "Bring a coat."]

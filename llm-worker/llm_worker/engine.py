@@ -119,16 +119,24 @@ class LLMHandler(StageHandler[LLMEngine]):
 
 _ENDED = re.compile(r"[.!?…][\"')\]]*\s+$")
 
+#: The reply's first sentence is spoken from its first comma on, when that comes at least this
+#: far in and before the sentence ends: most replies are one sentence, and its opening clause is
+#: heard while the rest is still written.
+FIRST_CLAUSE_MIN_CHARS = 12
+
 
 class SentenceFeed:
-    """Turns the reply as it is written into sentences, each stored as soon as it is complete;
-    the first one starts TTS. A retry writes the same reply again (greedy by default) and the
-    sentences already stored are not stored twice."""
+    """Turns the reply as it is written into pieces to speak (sentences, and the first sentence's
+    opening clause on its own), each stored as soon as it is complete; the first one starts TTS.
+    A retry writes the same reply again (greedy by default) and the pieces already stored are not
+    stored twice."""
 
     def __init__(self, handler: LLMHandler, job: JobRecord) -> None:
         self.handler, self.job = handler, job
         self.text = ""
         self.count = 0
+        #: The first sentence's opening clause, once it has been stored as a piece of its own.
+        self.clause: str | None = None
 
     def add(self, piece: str) -> None:
         if not self.text:
@@ -137,15 +145,27 @@ class SentenceFeed:
         # All but the last sentence are complete; the last one too once its end mark is followed
         # by a space (a number like "3.5" or a name like "Dr." may still be cut wrongly, as the
         # whole reply would be).
-        found = sentences(speakable(self.text))
-        complete = found if _ENDED.search(self.text) else found[:-1]
+        ended = _ENDED.search(self.text) is not None
+        found = self._pieces(ended)
+        complete = found if ended else found[:-1]
         for sentence in complete[self.count :]:
             self._store(sentence)
 
     def finish(self) -> int:
-        for sentence in sentences(speakable(self.text))[self.count :]:
+        for sentence in self._pieces(True)[self.count :]:
             self._store(sentence)
         return self.count
+
+    def _pieces(self, ended: bool) -> list[str]:
+        found = sentences(speakable(self.text))
+        if self.clause is None and self.count == 0 and len(found) == 1 and not ended:
+            cut = found[0].find(", ", FIRST_CLAUSE_MIN_CHARS)
+            if cut > 0:
+                self.clause = found[0][: cut + 1]
+        if self.clause is None or not found:
+            return found
+        rest = found[0].removeprefix(self.clause).strip()
+        return [self.clause, *([rest] if rest else []), *found[1:]]
 
     def _store(self, sentence: str) -> None:
         self.handler.store.add_sentence(self.job.id, self.count, sentence)
