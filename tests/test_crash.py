@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis
 from support import Stack, free_port, running, running_stack, s2s_ctl, spoken
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,9 +107,19 @@ def test_workers_start_no_process_of_their_own(stack: Stack) -> None:
 
 
 def _busy_stages(stack: Stack, ids: list[str]) -> set[str]:
-    """The stages that hold one of the jobs, running or waiting in their queue."""
+    """The stages that hold one of the jobs, running or waiting in their queue. The status names
+    one stage; with the LLM and TTS overlapping, a stage started and not ended holds it too."""
     stage_of = {"queued": "stt", "transcribing": "stt", "generating": "llm", "synthesizing": "tts"}
-    return {stage_of[s] for s in (stack.field(i, "status") for i in ids) if s in stage_of}
+    busy = set()
+    for job_id in ids:
+        raw = Redis.from_url(stack.redis_url, decode_responses=True).hgetall(f"s2s:job:{job_id}")
+        record = {str(k): str(v) for k, v in raw.items()}
+        if record.get("status") in stage_of:
+            busy.add(stage_of[record["status"]])
+        busy |= {
+            s for s in ("stt", "llm", "tts") if f"{s}_started_at" in record and f"{s}_ended_at" not in record
+        }
+    return busy
 
 
 @pytest.mark.parametrize("outage_s", [10, 60])

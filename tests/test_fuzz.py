@@ -35,6 +35,7 @@ from support import tone, wav_bytes
 from s2s.jobs import STAGE_BY_NAME, STAGES, JobStore, Reply, SpokenReply, Transcript
 from s2s.queues import StageQueues
 from s2s.settings import Settings
+from s2s.voices import VoiceBook
 from s2s_api import create_app
 
 API_KEY = "k1"
@@ -69,10 +70,12 @@ def _owner(key: str) -> str:
 
 
 def _register_workers(redis: Redis, store: JobStore) -> None:
-    """A registered (not running) worker per stage, so /readyz is 200 and any 5xx is a bug."""
+    """A registered (not running) worker per stage, so /readyz is 200 and any 5xx is a bug; the
+    TTS one has announced its voices, as a TTS worker does at start."""
     for stage in STAGES:
         queue = StageQueues(redis).queue(stage)
         Worker([queue], connection=redis, name=f"fuzz-{stage.name}").register_birth()  # type: ignore[no-untyped-call]
+    VoiceBook(redis).announce("piper", ["en_US-joe-medium"], clones=False)
 
 
 def _seed_jobs(store: JobStore, owner: str | None) -> dict[str, str]:
