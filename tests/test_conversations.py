@@ -214,7 +214,7 @@ def test_instructions_join_the_system_prompt_and_are_bounded(
 
 
 def test_history_gets_only_the_room_the_context_leaves(redis: Redis, settings: Settings) -> None:
-    from llm_worker.engine import estimate_tokens
+    from s2s.text import estimate_tokens
 
     question = "What is my name?"
     room_for_one_turn = estimate_tokens("Hi.") + estimate_tokens("You said: HI.. Goodbye!")

@@ -88,24 +88,24 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+        return problem(exc.status_code, str(exc.detail), dict(exc.headers or {}), path=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
         if not errors:
-            return problem(422, "the request is not valid")
+            return problem(422, "the request is not valid", path=request.url.path)
         first = errors[0]
         where = " ".join(echo(part, 20) for part in first.get("loc", ()) if part != "body")
         message = str(first.get("msg", "is not valid")).split("\n")[0][:120]
-        return problem(422, f"{where or 'the request'}: {message}")
+        return problem(422, f"{where or 'the request'}: {message}", path=request.url.path)
 
     @app.exception_handler(AudioError)
     async def bad_audio(request: Request, exc: AudioError) -> JSONResponse:
         status = (
             413 if isinstance(exc, AudioTooLongError) else 422 if isinstance(exc, EmptyAudioError) else 415
         )
-        return problem(status, str(exc))
+        return problem(status, str(exc), path=request.url.path)
 
     @app.exception_handler(AdmissionRefused)
     async def refused(request: Request, exc: AdmissionRefused) -> JSONResponse:
@@ -114,7 +114,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             "client": "you have too many recordings waiting to be answered; try again when one is done",
             "rate": "too many uploads from you this minute; try again later",
         }[exc.limit]
-        return problem(429, detail, {"Retry-After": str(exc.retry_after_s)})
+        return problem(429, detail, {"Retry-After": str(exc.retry_after_s)}, path=request.url.path)
 
     @app.exception_handler(ConversationRefused)
     async def conversation_refused(request: Request, exc: ConversationRefused) -> JSONResponse:
@@ -129,17 +129,26 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(TooManyWaiters)
     async def too_many_waiters(request: Request, exc: TooManyWaiters) -> JSONResponse:
-        return problem(429, "too many clients are waiting; ask again without wait", {"Retry-After": "5"})
+        return problem(
+            429,
+            "too many clients are waiting; ask again without wait",
+            {"Retry-After": "5"},
+            request.url.path,
+        )
 
     @app.exception_handler(RedisError)
     async def store_unavailable(request: Request, exc: RedisError) -> JSONResponse:
         if isinstance(exc, OutOfMemoryError):
             log.warning("Redis refused a write for memory: %s", exc)
-            return problem(503, "the job store is full; try again later", {"Retry-After": "30"})
+            return problem(
+                503, "the job store is full; try again later", {"Retry-After": "30"}, request.url.path
+            )
         log.warning("Redis unavailable: %r", exc)
-        return problem(503, "the job store is unavailable; try again shortly", {"Retry-After": "5"})
+        return problem(
+            503, "the job store is unavailable; try again shortly", {"Retry-After": "5"}, request.url.path
+        )
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal error")
+        return problem(500, "internal error", path=request.url.path)

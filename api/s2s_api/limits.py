@@ -12,10 +12,11 @@ import secrets
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from s2s.settings import Settings
+
+from .problems import problem
 
 #: Paths anyone may reach, also when API keys are set: what orchestrators probe.
 OPEN_PATHS = frozenset({"/healthz", "/readyz"})
@@ -114,5 +115,5 @@ async def _refuse(
     headers: dict[str, str] | None = None,
 ) -> None:
     # Connection: close, because the body the client may still be sending is never read.
-    response = JSONResponse({"detail": detail}, status, headers={**(headers or {}), "Connection": "close"})
+    response = problem(status, detail, {**(headers or {}), "Connection": "close"}, scope["path"])
     await response(scope, receive, send)

@@ -13,7 +13,7 @@ from s2s.errors import PermanentStageError
 from s2s.jobs import STAGE_BY_NAME, JobRecord, Reply
 from s2s.registry import Registry
 from s2s.settings import Settings
-from s2s.text import sentences, speakable
+from s2s.text import estimate_tokens, recent_messages, sentences, speakable
 from s2s.worker import StageHandler
 
 
@@ -57,17 +57,18 @@ def build_messages(
 ) -> list[ChatMessage]:
     """The chat: the system prompt, the earlier turns (what was said, what was answered), then
     the question."""
+    earlier = [
+        (role, text) for said, answered in history for role, text in (("user", said), ("assistant", answered))
+    ]
+    return chat_messages(system_prompt, earlier, transcript)
+
+
+def chat_messages(system_prompt: str, earlier: Sequence[tuple[str, str]], question: str) -> list[ChatMessage]:
+    """The system prompt, the earlier messages as (role, text), then the question."""
     messages = [ChatMessage(role="system", content=system_prompt)] if system_prompt else []
-    for said, answered in history:
-        messages += [ChatMessage(role="user", content=said), ChatMessage(role="assistant", content=answered)]
-    messages.append(ChatMessage(role="user", content=transcript))
+    messages += [ChatMessage(role=role, content=text) for role, text in earlier]
+    messages.append(ChatMessage(role="user", content=question))
     return messages
-
-
-def estimate_tokens(text: str) -> int:
-    """About how many tokens `text` is, erring high (English runs about four characters a
-    token); good enough to bound a prompt without loading each model's tokenizer here."""
-    return len(text) // 3 + 1
 
 
 def recent_turns(history: list[tuple[str, str]], max_tokens: int) -> list[tuple[str, str]]:
@@ -109,8 +110,12 @@ class LLMHandler(StageHandler[LLMEngine]):
         room = self.settings.llm_context_tokens - self.settings.llm_max_tokens
         room -= estimate_tokens(prompt) + estimate_tokens(job.transcript)
         budget = min(self.settings.llm_history_tokens, room)
-        history = recent_turns(self.store.history(job, self.settings.llm_history_turns), budget)
-        self.engine.stream(build_messages(prompt, job.transcript, history), spoken.add)
+        if job.messages is not None:  # a chat request brings its own history
+            messages = chat_messages(prompt, recent_messages(job.messages, budget), job.transcript)
+        else:
+            history = recent_turns(self.store.history(job, self.settings.llm_history_turns), budget)
+            messages = build_messages(prompt, job.transcript, history)
+        self.engine.stream(messages, spoken.add)
         count = spoken.finish()
         if count == 0:
             raise PermanentStageError("the language model gave no reply that can be spoken")

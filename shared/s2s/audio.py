@@ -219,3 +219,45 @@ def pcm16_wav_header(sample_rate: int, data_bytes: int, channels: int = 1) -> by
         b"data",
         data_bytes,
     )
+
+
+#: OpenAI's raw `pcm`: 24 kHz mono 16-bit little-endian, no header.
+OPENAI_PCM_RATE: Final = 24000
+
+
+def to_rate(pcm16: bytes, sample_rate: int, target: int) -> bytes:
+    """16-bit mono PCM at another rate."""
+    if sample_rate == target or not pcm16:
+        return pcm16
+    samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
+    return float_to_pcm16(soxr.resample(samples, sample_rate, target, quality="HQ"))
+
+
+def encode_aac(pcm16: bytes, sample_rate: int) -> bytes:
+    """16-bit mono PCM as AAC in an ADTS stream (what OpenAI's `aac` is), through ffmpeg (PyAV)."""
+    import av
+
+    samples = np.frombuffer(pcm16, dtype="<i2").reshape(1, -1)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="adts") as container:
+        stream = container.add_stream("aac", rate=sample_rate, layout="mono")
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = sample_rate
+        for packet in stream.encode(frame):
+            container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    return buf.getvalue()
+
+
+class ChunkResampler:
+    """16-bit mono PCM chunks to another rate, continuous across chunks (a stream's sentences)."""
+
+    def __init__(self, source: int, target: int) -> None:
+        self.stream = None if source == target else soxr.ResampleStream(source, target, 1, dtype="float32")
+
+    def push(self, pcm16: bytes, last: bool = False) -> bytes:
+        if self.stream is None:
+            return pcm16
+        samples = np.frombuffer(pcm16, dtype="<i2").astype(np.float32) / 32768.0
+        return float_to_pcm16(self.stream.resample_chunk(samples, last=last))

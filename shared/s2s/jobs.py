@@ -8,8 +8,9 @@ States (the full route, `stt → llm → tts`)::
                         └─────────────────┴──────── failed {stage, message} ────────┘
 
 A job carries its route: the stages it runs, always in this order (`ROUTES`: `stt-llm-tts`,
-`stt` alone, `llm-tts`, `tts` alone). It starts with the input of its first stage (an upload for
-STT, a `Transcript` for LLM, a `Reply` for TTS) and each stage writes its typed output for the next:
+`stt` alone, `llm-tts`, `tts` alone, `stt-llm`, `llm` alone). It starts with the input of its
+first stage (an upload for STT, a `Transcript` for LLM, a `Reply` for TTS) and each stage writes
+its typed output for the next:
 
     stt ── Transcript(transcript) ──► llm ── Reply(reply) ──► tts ── SpokenReply(audio) ──► end
 
@@ -113,7 +114,8 @@ STAGE_BY_NAME: Final = {s.name: s for s in STAGES}
 Route = tuple[Stage, ...]
 FULL_ROUTE: Final[Route] = STAGES
 ROUTES: Final[dict[str, Route]] = {
-    "-".join(s.name for s in r): r for r in (FULL_ROUTE, STAGES[:1], STAGES[1:], STAGES[2:])
+    "-".join(s.name for s in r): r
+    for r in (FULL_ROUTE, STAGES[:1], STAGES[1:], STAGES[2:], STAGES[:2], STAGES[1:2])
 }
 
 
@@ -278,6 +280,9 @@ class JobRecord(BaseModel):
     voice: str | None = None
     #: What the caller added to the system prompt for this job.
     instructions: str | None = None
+    #: The chat before the question, as a chat request sent it ((role, text), oldest first): the
+    #: LLM sees these instead of the conversation's earlier turns.
+    messages: tuple[tuple[str, str], ...] | None = None
 
     @classmethod
     def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
@@ -333,6 +338,7 @@ class JobRecord(BaseModel):
             conversation_id=h.get("conversation_id") or None,
             voice=h.get("voice") or None,
             instructions=h.get("instructions") or None,
+            messages=tuple((r, t) for r, t in json.loads(h["messages"])) if h.get("messages") else None,
         )
 
 
@@ -364,6 +370,7 @@ class NewJob(TypedDict, total=False):
     conversation_id: str | None
     voice: str | None
     instructions: str | None
+    messages: list[tuple[str, str]] | None
 
 
 class AdmissionRefused(Exception):
@@ -439,6 +446,7 @@ class JobStore:
             "conversation_id": conversation_id,
             **({"voice": v} if (v := new.get("voice")) else {}),
             **({"instructions": i} if (i := new.get("instructions")) else {}),
+            **({"messages": json.dumps(m)} if (m := new.get("messages")) else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:

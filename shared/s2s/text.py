@@ -1,9 +1,11 @@
-"""Text that a voice can say: what the LLM writes is cleaned here, and split for synthesis."""
+"""Text that a voice can say: what the LLM writes is cleaned here, and split for synthesis; and
+how much text a prompt may carry."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
@@ -60,3 +62,21 @@ def sentences(text: str, max_chars: int = 400) -> list[str]:
         if sentence:
             out.append(sentence)
     return out
+
+
+def estimate_tokens(text: str) -> int:
+    """About how many tokens `text` is, erring high (English runs about four characters a
+    token); good enough to bound a prompt without loading each model's tokenizer here."""
+    return len(text) // 3 + 1
+
+
+def recent_messages(messages: Sequence[tuple[str, str]], max_tokens: int) -> list[tuple[str, str]]:
+    """The most recent messages that fit in about `max_tokens`, oldest first."""
+    kept: list[tuple[str, str]] = []
+    used = 0
+    for role, text in reversed(messages):
+        used += estimate_tokens(text)
+        if used > max_tokens:
+            break
+        kept.append((role, text))
+    return kept[::-1]

@@ -1,15 +1,16 @@
 """The HTTP surface, one router per resource: jobs (with their audio), job events,
-conversations, voices, health; the OpenAI-compatible routes get a router of their own beside them."""
+conversations, voices, the OpenAI-compatible audio API, health."""
 
 from fastapi import APIRouter
 
-from . import conversations, events, health, jobs, voices
+from . import conversations, events, health, jobs, openai, voices
 
 ROUTERS: tuple[APIRouter, ...] = (
     jobs.router,
     events.router,
     conversations.router,
     voices.router,
+    openai.router,
     health.router,
 )
 

@@ -85,19 +85,19 @@ async def create_job(
         raise HTTPException(413, f"the recording is larger than {settings.max_upload_bytes} bytes")
     # Decoding is the costly part: a bounded number at once, off the event loop. The upload is
     # read from its spooled file, never copied whole into memory.
-    async with _decode_slots(request, settings):
+    async with decode_slots(request, settings):
         samples = await run_in_threadpool(audio.decode_upload, upload.file, settings.max_audio_seconds)
     new = NewJob(
         conversation_id=conversation_id,
         instructions=(instructions or "").strip() or None,
         voice=voice or None,
     )
-    job = await run_in_threadpool(_admit, pipeline, settings, caller, client, samples, new)
+    job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)
 
 
-def _decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
+def decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
     state = request.app.state
     if getattr(state, "decode_slots", None) is None:
         state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
@@ -105,8 +105,13 @@ def _decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
     return slots
 
 
-def _admit(
-    pipeline: Pipeline, settings: Settings, caller: str | None, client: str, samples: np.ndarray, new: NewJob
+def admit(
+    pipeline: Pipeline,
+    settings: Settings,
+    caller: str | None,
+    client: str,
+    samples: np.ndarray | None,
+    new: NewJob,
 ) -> JobRecord:
     if pipeline.store.storage_nearly_full():
         raise HTTPException(503, "the job store is full; try again later", headers={"Retry-After": "30"})
@@ -152,11 +157,11 @@ async def get_job(
 ) -> JobView:
     job = await visible_job(events, job_id, caller)
     if wait and not job.status.terminal:
-        job = await _wait_for_end(events, job, wait)
+        job = await wait_for_end(events, job, wait)
     return JobView.of(job)
 
 
-async def _wait_for_end(events: JobEvents, job: JobRecord, wait: float) -> JobRecord:
+async def wait_for_end(events: JobEvents, job: JobRecord, wait: float) -> JobRecord:
     deadline = time.monotonic() + wait
     with events.watch(job.id) as watch:
         # Read again once watching: an end between the first read and now is not missed.
