@@ -64,7 +64,11 @@ def test_transcription_in_every_response_format(client: openai.OpenAI, question:
             model="whisper-1", file=f, response_format="verbose_json", language="en"
         )
     assert _words(verbose.text) == _words(SAID) and verbose.duration > 1.0
-    assert verbose.segments and verbose.segments[-1].end == pytest.approx(verbose.duration)
+    assert verbose.segments, verbose
+    # Whisper's own timings: inside the recording, in order, and together the whole text
+    assert all(0 <= s.start < s.end <= verbose.duration + 0.05 for s in verbose.segments)
+    assert [s.start for s in verbose.segments] == sorted(s.start for s in verbose.segments)
+    assert _words(" ".join(s.text for s in verbose.segments)) == _words(SAID)
     subtitle_formats: list[Literal["srt", "vtt"]] = ["srt", "vtt"]
     starts = {"srt": "1\n00:00:00,000 --> 00:00:0", "vtt": "WEBVTT\n\n00:00:00.000 --> 00:00:0"}
     for fmt in subtitle_formats:

@@ -592,3 +592,18 @@ def test_the_first_sentences_opening_clause_is_spoken_before_the_sentence_ends(
     assert job is not None and job.status is Status.COMPLETED
     assert job.reply == "Tomorrow afternoon, the weather will be fine. Bring a coat."
     assert engines["tts"].calls == ["Tomorrow afternoon,", "the weather will be fine.", "Bring a coat."]
+
+
+def test_a_job_that_asks_for_timings_gets_segments(
+    pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
+) -> None:
+    from s2s.jobs import Segment
+
+    timed = pipeline.submit(one_second(), route=ROUTES["stt"], timestamps=True).id
+    plain = pipeline.submit(one_second(), route=ROUTES["stt"]).id
+    drain("stt")
+    job = store.get(timed)
+    assert job is not None and job.status is Status.COMPLETED
+    # a backend without timings (the stand-in) gives one segment for the whole recording
+    assert job.segments == [Segment(start=0.0, end=1.0, text="heard 16000 samples")]
+    assert store.get(plain).segments is None  # type: ignore[union-attr]

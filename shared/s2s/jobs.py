@@ -147,10 +147,25 @@ class StageOutput(BaseModel):
         return []
 
 
+class Segment(BaseModel):
+    """A stretch of the recording and what was said in it (seconds from its start)."""
+
+    start: float
+    end: float
+    text: str
+
+
 class Transcript(StageOutput):
-    """STT's output; the LLM's input."""
+    """STT's output; the LLM's input. `segments` only when the job asked for timings."""
 
     transcript: str
+    segments: list[Segment] | None = None
+
+    def fields(self) -> dict[str, str]:
+        fields = {"transcript": self.transcript}
+        if self.segments is not None:
+            fields["segments"] = json.dumps([s.model_dump() for s in self.segments])
+        return fields
 
     def events(self) -> list[Event]:
         return [("transcript", {"text": self.transcript})]
@@ -280,6 +295,9 @@ class JobRecord(BaseModel):
     voice: str | None = None
     #: What the caller added to the system prompt for this job.
     instructions: str | None = None
+    #: Whether STT should say when each part was said (`segments`).
+    timestamps: bool = False
+    segments: list[Segment] | None = None
     #: The chat before the question, as a chat request sent it ((role, text), oldest first): the
     #: LLM sees these instead of the conversation's earlier turns.
     messages: tuple[tuple[str, str], ...] | None = None
@@ -339,6 +357,8 @@ class JobRecord(BaseModel):
             voice=h.get("voice") or None,
             instructions=h.get("instructions") or None,
             messages=tuple((r, t) for r, t in json.loads(h["messages"])) if h.get("messages") else None,
+            timestamps=h.get("timestamps") == "1",
+            segments=[Segment(**s) for s in json.loads(h["segments"])] if h.get("segments") else None,
         )
 
 
@@ -371,6 +391,8 @@ class NewJob(TypedDict, total=False):
     voice: str | None
     instructions: str | None
     messages: list[tuple[str, str]] | None
+    #: STT says when each part was said (its `segments`).
+    timestamps: bool
 
 
 class AdmissionRefused(Exception):
@@ -447,6 +469,7 @@ class JobStore:
             **({"voice": v} if (v := new.get("voice")) else {}),
             **({"instructions": i} if (i := new.get("instructions")) else {}),
             **({"messages": json.dumps(m)} if (m := new.get("messages")) else {}),
+            **({"timestamps": "1"} if new.get("timestamps") else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:

@@ -23,7 +23,17 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
-from s2s.jobs import ROUTES, JobRecord, NewJob, Reply, Status, Transcript, audio_key, sentences_key
+from s2s.jobs import (
+    ROUTES,
+    JobRecord,
+    NewJob,
+    Reply,
+    Segment,
+    Status,
+    Transcript,
+    audio_key,
+    sentences_key,
+)
 from s2s.text import estimate_tokens, recent_messages
 from s2s.voices import VoiceBook
 
@@ -69,25 +79,42 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{ms // 3_600_000:02d}:{ms // 60_000 % 60:02d}:{ms // 1000 % 60:02d}{sep}{ms % 1000:03d}"
 
 
-def _transcript_answer(text: str, seconds: float, fmt: str, language: str) -> Response:
-    # One segment for the whole recording: the STT backends give the text, not its timings.
+def _transcript_answer(job: JobRecord, text: str, seconds: float, fmt: str, language: str) -> Response:
     if fmt == "text":
         return PlainTextResponse(text + "\n")
+    segments = job.segments or ([Segment(start=0.0, end=seconds, text=text)] if text else [])
     if fmt == "srt":
-        return PlainTextResponse(f"1\n{_clock(0, ',')} --> {_clock(seconds, ',')}\n{text}\n")
+        cues = [
+            f"{i}\n{_clock(s.start, ',')} --> {_clock(s.end, ',')}\n{s.text}\n"
+            for i, s in enumerate(segments, 1)
+        ]
+        return PlainTextResponse("\n".join(cues))
     if fmt == "vtt":
-        return PlainTextResponse(
-            f"WEBVTT\n\n{_clock(0, '.')} --> {_clock(seconds, '.')}\n{text}\n", media_type="text/vtt"
-        )
+        cues = [f"{_clock(s.start, '.')} --> {_clock(s.end, '.')}\n{s.text}\n" for s in segments]
+        return PlainTextResponse("WEBVTT\n\n" + "\n".join(cues), media_type="text/vtt")
     if fmt == "verbose_json":
-        segment = {
-            "id": 0, "seek": 0, "start": 0.0, "end": round(seconds, 3), "text": text, "tokens": [],
-            "temperature": 0.0, "avg_logprob": 0.0, "compression_ratio": 0.0, "no_speech_prob": 0.0,
-        }  # fmt: skip
-        body = {"task": "transcribe", "language": language, "duration": round(seconds, 3), "text": text}
-        return Response(
-            json.dumps({**body, "segments": [segment] if text else []}), media_type="application/json"
-        )
+        body = {
+            "task": "transcribe",
+            "language": language,
+            "duration": round(seconds, 3),
+            "text": text,
+            "segments": [
+                {
+                    "id": i,
+                    "seek": 0,
+                    "start": s.start,
+                    "end": s.end,
+                    "text": s.text,
+                    "tokens": [],
+                    "temperature": 0.0,
+                    "avg_logprob": 0.0,
+                    "compression_ratio": 0.0,
+                    "no_speech_prob": 0.0,
+                }
+                for i, s in enumerate(segments)
+            ],
+        }
+        return Response(json.dumps(body), media_type="application/json")
     return Response(json.dumps({"text": text}), media_type="application/json")
 
 
@@ -112,9 +139,8 @@ async def transcriptions(
         raise HTTPException(400, f"this service transcribes {settings.stt_language!r} only")
     async with decode_slots(request, settings):
         samples = await run_in_threadpool(audio.decode_upload, file.file, settings.max_audio_seconds)
-    job = await run_in_threadpool(
-        admit, pipeline, settings, caller, client, samples, NewJob(route=ROUTES["stt"])
-    )
+    new = NewJob(route=ROUTES["stt"], timestamps=response_format in ("verbose_json", "srt", "vtt"))
+    job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     job = await _finished(events, job)
     text = _transcribed(job)
     if stream:
@@ -122,7 +148,7 @@ async def transcriptions(
             _transcript_events(text), media_type="text/event-stream", headers={JOB_HEADER: job.id}
         )
     seconds = len(samples) / audio.STT_SAMPLE_RATE
-    answer = _transcript_answer(text, seconds, response_format, settings.stt_language)
+    answer = _transcript_answer(job, text, seconds, response_format, settings.stt_language)
     answer.headers[JOB_HEADER] = job.id
     return answer
 

@@ -11,6 +11,7 @@ from typing import Self
 import numpy as np
 
 from s2s.errors import ConfigError, MissingDependencyError
+from s2s.jobs import Segment
 from s2s.settings import Settings
 
 from ..engine import STTEngine
@@ -46,6 +47,12 @@ class FasterWhisperEngine(STTEngine):
         return cls(model, settings.stt_language)
 
     def transcribe(self, audio: np.ndarray) -> str:
+        return " ".join(s.text for s in self._segments(audio, timed=False)).strip()
+
+    def transcribe_timed(self, audio: np.ndarray) -> list[Segment]:
+        return self._segments(audio, timed=True)
+
+    def _segments(self, audio: np.ndarray, timed: bool) -> list[Segment]:
         segments, _ = self.model.transcribe(
             audio,
             language=self.language,
@@ -54,6 +61,7 @@ class FasterWhisperEngine(STTEngine):
             # in silence, so a silent upload ends as "no speech heard".
             vad_filter=True,
             condition_on_previous_text=False,
-            without_timestamps=True,
+            # Timestamp tokens cost decoding time: only for jobs that ask when things were said.
+            without_timestamps=not timed,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        return [Segment(start=round(s.start, 3), end=round(s.end, 3), text=s.text.strip()) for s in segments]
