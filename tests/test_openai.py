@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -15,6 +16,7 @@ import pytest
 import soundfile as sf
 from openai.types.chat import (
     ChatCompletionAssistantMessageParam,
+    ChatCompletionToolMessageParam,
     ChatCompletionToolParam,
     ChatCompletionUserMessageParam,
 )
@@ -228,11 +230,15 @@ def test_chat_refuses_what_it_cannot_do(client: openai.OpenAI) -> None:
         "type": "function",
         "function": {"name": "get_time", "parameters": {"type": "object"}},
     }
-    with pytest.raises(openai.BadRequestError, match="tools"):
-        client.chat.completions.create(
-            model="gpt-4o",
-            messages=[{"role": "user", "content": "What time is it?"}],
-            tools=[tool],
+    with pytest.raises(openai.BadRequestError, match="streaming a reply with tools"):
+        # the SDK reads a streamed answer's status when it is iterated
+        list(
+            client.chat.completions.create(
+                model="gpt-4o",
+                messages=[{"role": "user", "content": "What time is it?"}],
+                tools=[tool],
+                stream=True,
+            )
         )
     with pytest.raises(openai.NotFoundError):
         client.chat.completions.create(
@@ -260,3 +266,48 @@ def test_chat_refuses_bad_input_before_any_job(client: openai.OpenAI, question: 
         client.chat.completions.create(
             model="gpt-4o-audio-preview", modalities=["audio"], messages=[audio_only]
         )
+
+
+def test_a_tool_call_with_the_cpu_model_and_its_answer(client: openai.OpenAI) -> None:
+    get_time: ChatCompletionToolParam = {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "description": "The current time in a city",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+    asked: ChatCompletionUserMessageParam = {"role": "user", "content": "What time is it in Tokyo?"}
+    first = client.chat.completions.create(model="gpt-4o", messages=[asked], tools=[get_time])
+    choice = first.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.tool_calls, first
+    call = choice.message.tool_calls[0]
+    assert call.type == "function" and call.function.name == "get_time"
+    assert json.loads(call.function.arguments) == {"city": "Tokyo"}
+    # With the result in, tool_choice "none" asks for words (the 0.5B model would call again).
+    second = client.chat.completions.create(
+        model="gpt-4o",
+        tools=[get_time],
+        tool_choice="none",
+        messages=[
+            asked,
+            ChatCompletionAssistantMessageParam(
+                role="assistant",
+                tool_calls=[
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": call.function.arguments},
+                    }
+                ],
+            ),
+            ChatCompletionToolMessageParam(
+                role="tool", tool_call_id=call.id, content="It is 10:42 in Tokyo."
+            ),
+        ],
+    )
+    assert second.choices[0].finish_reason == "stop" and second.choices[0].message.content, second

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from typing import Self
+from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel
 
 from s2s.errors import PermanentStageError
+from s2s.features import announce_llm
 from s2s.jobs import STAGE_BY_NAME, JobRecord, Reply
 from s2s.registry import Registry
 from s2s.settings import Settings
@@ -39,6 +41,14 @@ class LLMEngine(ABC):
         on_text(reply)
         return reply
 
+    #: Whether `generate_with_tools` works: the model has a format for function calls.
+    supports_tools: ClassVar[bool] = False
+
+    def generate_with_tools(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> str:
+        """The reply to `messages` with `tools` (OpenAI's function definitions) offered to the
+        model: plain text, or the call(s) it wants made as it writes them (`parse_tool_calls`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no format for function calls")
+
     def warmup(self) -> None:
         self.generate([ChatMessage(role="user", content="Hello")])
 
@@ -63,12 +73,50 @@ def build_messages(
     return chat_messages(system_prompt, earlier, transcript)
 
 
-def chat_messages(system_prompt: str, earlier: Sequence[tuple[str, str]], question: str) -> list[ChatMessage]:
-    """The system prompt, the earlier messages as (role, text), then the question."""
+def chat_messages(
+    system_prompt: str, earlier: Sequence[tuple[str, str]], question: str, role: str = "user"
+) -> list[ChatMessage]:
+    """The system prompt, the earlier messages as (role, text), then the question (the user's,
+    or a tool's result)."""
     messages = [ChatMessage(role="system", content=system_prompt)] if system_prompt else []
-    messages += [ChatMessage(role=role, content=text) for role, text in earlier]
-    messages.append(ChatMessage(role="user", content=question))
+    messages += [ChatMessage(role=r, content=text) for r, text in earlier]
+    messages.append(ChatMessage(role=role, content=question))
     return messages
+
+
+_TOOL_TAGS = re.compile(r"</?tool_call>")
+
+
+def parse_tool_calls(text: str, tools: list[dict[str, Any]], job_id: str) -> list[dict[str, Any]] | None:
+    """The calls in what a model wrote when offered tools, in OpenAI's `tool_calls` shape: one
+    JSON object (or a list of them, or each in `<tool_call>` tags, as Qwen writes them) naming an
+    offered function and its arguments. None when the text is a plain reply."""
+    names = {t.get("function", {}).get("name") for t in tools}
+    try:
+        found = json.loads(_TOOL_TAGS.sub("", text).strip())
+    except ValueError:
+        return None
+    calls = found if isinstance(found, list) else [found]
+    out = []
+    for i, call in enumerate(calls):
+        if not isinstance(call, dict) or call.get("name") not in names:
+            return None
+        arguments = call.get("arguments", {})
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except ValueError:
+                return None
+        if not isinstance(arguments, dict):
+            return None
+        out.append(
+            {
+                "id": f"call_{job_id[:16]}_{i}",
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(arguments)},
+            }
+        )
+    return out or None
 
 
 def recent_turns(history: list[tuple[str, str]], max_tokens: int) -> list[tuple[str, str]]:
@@ -97,6 +145,9 @@ WARMUP_QUESTION = "Hello, can you hear me? What is the weather like today?"
 class LLMHandler(StageHandler[LLMEngine]):
     stage = STAGE_BY_NAME["llm"]
 
+    def announce(self) -> None:
+        announce_llm(self.store.redis, self.settings.llm_backend, self.engine.supports_tools)
+
     def warmup(self) -> None:
         # The real system prompt, so the prompt cache holds it before the first job.
         self.engine.stream(build_messages(self.settings.llm_system_prompt, WARMUP_QUESTION), lambda _: None)
@@ -111,11 +162,21 @@ class LLMHandler(StageHandler[LLMEngine]):
         room -= estimate_tokens(prompt) + estimate_tokens(job.transcript)
         budget = min(self.settings.llm_history_tokens, room)
         if job.messages is not None:  # a chat request brings its own history
-            messages = chat_messages(prompt, recent_messages(job.messages, budget), job.transcript)
+            earlier = recent_messages(job.messages, budget)
+            messages = chat_messages(prompt, earlier, job.transcript, job.question_role)
         else:
             history = recent_turns(self.store.history(job, self.settings.llm_history_turns), budget)
             messages = build_messages(prompt, job.transcript, history)
-        self.engine.stream(messages, spoken.add)
+        if job.tools:
+            if not self.engine.supports_tools:
+                raise PermanentStageError("this language model has no format for function calls")
+            written = self.engine.generate_with_tools(messages, job.tools)
+            calls = parse_tool_calls(written, job.tools, job.id)
+            if calls:
+                return Reply(reply="", tool_calls=calls)
+            spoken.add(written)
+        else:
+            self.engine.stream(messages, spoken.add)
         count = spoken.finish()
         if count == 0:
             raise PermanentStageError("the language model gave no reply that can be spoken")

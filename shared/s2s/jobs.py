@@ -146,6 +146,10 @@ class StageOutput(BaseModel):
         """What the job's event log says about this output."""
         return []
 
+    def ends_job(self) -> bool:
+        """Whether the job ends here, whatever its route says next."""
+        return False
+
 
 class Segment(BaseModel):
     """A stretch of the recording and what was said in it (seconds from its start)."""
@@ -177,6 +181,18 @@ class Reply(StageOutput):
     reply: str
     #: How many sentences the LLM stored: TTS is done when it has spoken this many.
     reply_sentences: int = 0
+    #: Instead of a reply, the functions the LLM wants the client to call (OpenAI's
+    #: `tool_calls`: [{id, type, function: {name, arguments}}]); nothing is spoken then.
+    tool_calls: list[dict[str, Any]] | None = None
+
+    def fields(self) -> dict[str, str]:
+        fields = {"reply": self.reply, "reply_sentences": str(self.reply_sentences)}
+        if self.tool_calls:
+            fields["tool_calls"] = json.dumps(self.tool_calls)
+        return fields
+
+    def ends_job(self) -> bool:
+        return bool(self.tool_calls)
 
 
 class SpokenReply(StageOutput):
@@ -297,6 +313,11 @@ class JobRecord(BaseModel):
     instructions: str | None = None
     #: Whether STT should say when each part was said (`segments`).
     timestamps: bool = False
+    #: Functions the LLM may ask the client to call (OpenAI's `tools`), and the calls it asked for.
+    tools: list[dict[str, Any]] | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    #: Who says the last message the LLM answers: the user, or a tool's result.
+    question_role: str = "user"
     segments: list[Segment] | None = None
     #: The chat before the question, as a chat request sent it ((role, text), oldest first): the
     #: LLM sees these instead of the conversation's earlier turns.
@@ -358,6 +379,9 @@ class JobRecord(BaseModel):
             instructions=h.get("instructions") or None,
             messages=tuple((r, t) for r, t in json.loads(h["messages"])) if h.get("messages") else None,
             timestamps=h.get("timestamps") == "1",
+            tools=json.loads(h["tools"]) if h.get("tools") else None,
+            tool_calls=json.loads(h["tool_calls"]) if h.get("tool_calls") else None,
+            question_role=h.get("question_role") or "user",
             segments=[Segment(**s) for s in json.loads(h["segments"])] if h.get("segments") else None,
         )
 
@@ -393,6 +417,8 @@ class NewJob(TypedDict, total=False):
     messages: list[tuple[str, str]] | None
     #: STT says when each part was said (its `segments`).
     timestamps: bool
+    tools: list[dict[str, Any]] | None
+    question_role: str
 
 
 class AdmissionRefused(Exception):
@@ -470,6 +496,8 @@ class JobStore:
             **({"instructions": i} if (i := new.get("instructions")) else {}),
             **({"messages": json.dumps(m)} if (m := new.get("messages")) else {}),
             **({"timestamps": "1"} if new.get("timestamps") else {}),
+            **({"tools": json.dumps(t)} if (t := new.get("tools")) else {}),
+            **({"question_role": q} if (q := new.get("question_role")) else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:
@@ -542,7 +570,7 @@ class JobStore:
             f"{stage.name}_ended_at": repr(now),
             "updated_at": repr(now),
         }
-        following = next_stage(stage, job.route)
+        following = None if output.ends_job() else next_stage(stage, job.route)
         if following is None:
             fields |= {
                 "status": Status.COMPLETED.value,

@@ -15,7 +15,7 @@ import base64
 import io
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, Response, UploadFile
 from fastapi.responses import PlainTextResponse, StreamingResponse
@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from s2s import audio
+from s2s.features import llm_tools
 from s2s.jobs import (
     ROUTES,
     JobRecord,
@@ -333,6 +334,7 @@ class ChatMessageIn(BaseModel, extra="allow"):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     audio: AudioRef | None = None
+    tool_calls: list[dict[str, Any]] | None = Field(None, max_length=32)
 
 
 class ChatAudio(BaseModel):
@@ -346,7 +348,8 @@ class ChatRequest(BaseModel, extra="allow"):
     modalities: list[Literal["text", "audio"]] | None = None
     audio: ChatAudio | None = None
     stream: bool = False
-    tools: list[object] | None = None
+    tools: list[dict[str, Any]] | None = Field(None, max_length=32)
+    tool_choice: str | dict[str, Any] | None = None
 
 
 def _texts(message: ChatMessageIn) -> str:
@@ -379,8 +382,10 @@ async def _earlier(
         if message.role in ("system", "developer"):
             system.append(_texts(message))
             continue
-        if message.role == "tool":
-            raise HTTPException(400, "tool messages are not supported yet")
+        if message.role == "assistant" and message.tool_calls:
+            # as the model wrote them when it asked
+            earlier.append(("assistant", json.dumps([_as_written(c) for c in message.tool_calls])))
+            continue
         referred = await _referred(pipeline, caller, message) if message.role == "assistant" else None
         if referred is not None:
             earlier.append(("assistant", referred.reply or ""))
@@ -396,6 +401,15 @@ async def _earlier(
             text = heard.transcript
         earlier.append((message.role, text))
     return earlier, system
+
+
+def _as_written(call: dict[str, Any]) -> dict[str, Any]:
+    function = call.get("function") or {}
+    try:
+        arguments = json.loads(function.get("arguments") or "{}")
+    except ValueError:
+        raise HTTPException(400, "tool_calls: function.arguments must be a JSON object") from None
+    return {"name": function.get("name"), "arguments": arguments}
 
 
 async def _referred(pipeline: PipelineDep, caller: str | None, message: ChatMessageIn) -> JobRecord | None:
@@ -417,16 +431,17 @@ async def chat_completions(
     client: ClientDep,
 ) -> Response:
     _model(body.model, CHAT_MODELS, settings.llm_backend)
-    if body.tools:
-        raise HTTPException(400, "tools are not supported by this service yet")
+    tools = body.tools if body.tools and body.tool_choice != "none" else None
+    if tools:
+        await _check_tools(pipeline, body.stream)
     question = body.messages[-1]
-    if question.role != "user":
-        raise HTTPException(400, "the last message must be the user's")
+    if question.role not in ("user", "tool"):
+        raise HTTPException(400, "the last message must be the user's, or a tool's result")
     speak = "audio" in (body.modalities or ["text"])
     if speak and body.audio is None:
         raise HTTPException(400, "audio: with the audio modality, give audio.voice and audio.format")
     earlier, system = await _earlier(pipeline, caller, body.messages[:-1])
-    heard = _audio_part(question)
+    heard = _audio_part(question) if question.role == "user" else None
     text = _texts(question)
     if heard is None and not text:
         raise HTTPException(400, "the last message has neither text nor audio")
@@ -451,6 +466,8 @@ async def chat_completions(
         messages=recent_messages(earlier, settings.llm_history_tokens),
         instructions="\n".join(s for s in system if s)[: settings.max_instructions_chars * 8] or None,
         voice=voice,
+        tools=tools,
+        question_role=question.role,
     )
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     fmt = CHAT_AUDIO_FORMATS[body.audio.format] if speak and body.audio is not None else None
@@ -462,7 +479,11 @@ async def chat_completions(
         failure = job.error.message if job.error else "the reply failed"
         raise HTTPException(400 if failure.startswith("no speech heard") else 500, failure)
     message: dict[str, object] = {"role": "assistant", "content": None if fmt else job.reply, "refusal": None}
-    if fmt is not None:
+    finish = "stop"
+    if job.tool_calls:  # the LLM asked for calls: nothing was said, and the client runs them
+        message |= {"content": None, "tool_calls": job.tool_calls}
+        finish = "tool_calls"
+    elif fmt is not None:
         pcm = b"".join(await run_in_threadpool(pipeline.store.audio_since, job.id, 0))
         data = await run_in_threadpool(_encode, pcm, job.audio_sample_rate or 16000, fmt)
         message["audio"] = {
@@ -473,10 +494,25 @@ async def chat_completions(
         }
     answer = {
         **_chat_head(job, body.model, "chat.completion"),
-        "choices": [{"index": 0, "message": message, "finish_reason": "stop", "logprobs": None}],
+        "choices": [{"index": 0, "message": message, "finish_reason": finish, "logprobs": None}],
         "usage": _usage(job),
     }
     return Response(json.dumps(answer), media_type="application/json", headers={JOB_HEADER: job.id})
+
+
+async def _check_tools(pipeline: PipelineDep, stream: bool) -> None:
+    if stream:
+        raise HTTPException(
+            400, "tools: streaming a reply with tools is not supported yet; send stream=false"
+        )
+    offer = await run_in_threadpool(llm_tools, pipeline.store.redis)
+    if offer is None:
+        raise HTTPException(
+            503, "no LLM worker has said what it can do yet; try again shortly", {"Retry-After": "5"}
+        )
+    backend, writes_calls = offer
+    if not writes_calls:
+        raise HTTPException(400, f"tools: the LLM backend {backend!r} has no format for function calls")
 
 
 def _chat_head(job: JobRecord, model: str, kind: str) -> dict[str, object]:

@@ -67,6 +67,10 @@ def bundled_model(cache_dir: Path) -> Path:
 
 
 class LlamaCppEngine(LLMEngine):
+    # llama.cpp renders OpenAI's `tools` into the prompt with the model's chat template; the model
+    # writes its call as JSON, which the handler parses.
+    supports_tools = True
+
     def __init__(self, server: Any, max_tokens: int, temperature: float) -> None:
         self.server = server
         self.max_tokens = max_tokens
@@ -99,8 +103,14 @@ class LlamaCppEngine(LLMEngine):
             "stream": stream,
         }
 
+    def generate_with_tools(self, messages: list[ChatMessage], tools: list[dict[str, Any]]) -> str:
+        return self._complete({**self._request(messages, stream=False), "tools": tools})
+
     def generate(self, messages: list[ChatMessage]) -> str:
-        result = self.server.handle_chat_completions(self._request(messages, stream=False))
+        return self._complete(self._request(messages, stream=False))
+
+    def _complete(self, request: dict[str, Any]) -> str:
+        result = self.server.handle_chat_completions(request)
         if not isinstance(result, dict) or "choices" not in result:
             raise RuntimeError(f"llama.cpp returned an error: {result}")
         content: str = result["choices"][0]["message"].get("content") or ""
