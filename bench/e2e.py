@@ -16,7 +16,6 @@ and first audio / total for the replies of two or more sentences.
 
 from __future__ import annotations
 
-import json
 import platform
 import re
 import statistics
@@ -27,12 +26,9 @@ from pathlib import Path
 
 import httpx
 import soundfile as sf
-from report import emit
-from report import parser as report_parser
+from report import emit, references, service_parser
 
 from s2s.text import sentences
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -179,16 +175,10 @@ def table(rows: list[Row]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = report_parser(__doc__)
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
-    args = parser.parse_args(argv)
-
-    refs_file = args.eval_dir / "refs.json"
-    if not refs_file.is_file():
-        print(f"bench: no {refs_file}; pass --eval-dir with recordings and a refs.json", file=sys.stderr)
+    args = service_parser(__doc__).parse_args(argv)
+    refs = references(args.eval_dir)
+    if refs is None:
         return 2
-    refs: dict[str, str] = json.loads(refs_file.read_text())
     rows: list[Row] = []
     with httpx.Client(base_url=args.url, timeout=120) as http:
         ready = http.get("/readyz")

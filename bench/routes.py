@@ -15,7 +15,6 @@ Then p50/p95 of each column. Run it on an otherwise idle machine.
 from __future__ import annotations
 
 import base64
-import json
 import platform
 import sys
 import time
@@ -24,10 +23,8 @@ from pathlib import Path
 
 import httpx
 from e2e import pct, run_one
-from report import emit
-from report import parser as report_parser
+from report import emit, references, service_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("native", "transcription", "chat (audio)", "speech")
 
 
@@ -66,15 +63,11 @@ def measure(http: httpx.Client, path: Path) -> tuple[dict[str, float], str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = report_parser(__doc__)
-    parser.add_argument("--url", default="http://127.0.0.1:8000")
-    parser.add_argument("--eval-dir", type=Path, default=ROOT.parent / "shared" / "eval")
-    args = parser.parse_args(argv)
-    refs_file = args.eval_dir / "refs.json"
-    if not refs_file.is_file():
-        print(f"bench: no {refs_file}; pass --eval-dir with recordings and a refs.json", file=sys.stderr)
+    args = service_parser(__doc__).parse_args(argv)
+    refs = references(args.eval_dir)
+    if refs is None:
         return 2
-    names = sorted(json.loads(refs_file.read_text()))
+    names = sorted(refs)
     rows: list[tuple[str, dict[str, float]]] = []
     with httpx.Client(base_url=args.url, timeout=120) as http:
         measure(http, args.eval_dir / names[0])  # warm caches; not counted
