@@ -113,3 +113,21 @@ def test_the_api_refuses_tools_a_backend_cannot_do(redis: Redis, settings: Setti
         assert r.status_code == 400 and "no format for function calls" in r.json()["error"]["message"], r.text
         r = client.post("/v1/chat/completions", json={**chat, "tools": [GET_TIME] * 33})
         assert r.status_code == 400 and set(r.json()) == {"error"}, r.text
+
+
+def test_what_a_chat_stores_is_bounded(redis: Redis, settings: Settings) -> None:
+    from s2s_api.routes.openai import MAX_QUESTION_CHARS, MAX_SYSTEM_CHARS, MAX_TOOLS_BYTES
+
+    announce_llm(redis, "xllamacpp", tools=True)
+    ask = {"role": "user", "content": "What time is it?"}
+    big_tool = {"type": "function", "function": {"name": "f", "description": "x" * MAX_TOOLS_BYTES}}
+    cases: dict[str, dict[str, Any]] = {
+        "last message": {"messages": [{"role": "user", "content": "x" * (MAX_QUESTION_CHARS + 1)}]},
+        "system messages": {"messages": [{"role": "system", "content": "x" * (MAX_SYSTEM_CHARS + 1)}, ask]},
+        "tools": {"messages": [ask], "tools": [big_tool]},
+    }
+    with TestClient(create_app(settings)) as client:
+        for what, body in cases.items():
+            r = client.post("/v1/chat/completions", json={"model": "gpt-4o", **body})
+            assert r.status_code == 400 and what.split()[0] in r.json()["error"]["message"], (what, r.text)
+    assert redis.keys("s2s:job:*") == []  # refused before any job was stored

@@ -12,6 +12,7 @@ import secrets
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from s2s.settings import Settings
@@ -117,3 +118,12 @@ async def _refuse(
     # Connection: close, because the body the client may still be sending is never read.
     response = problem(status, detail, {**(headers or {}), "Connection": "close"}, scope["path"])
     await response(scope, receive, send)
+
+
+def decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
+    """The uploads one API process decodes at once (`DECODE_CONCURRENCY`); the rest wait."""
+    state = request.app.state
+    if getattr(state, "decode_slots", None) is None:
+        state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
+    slots: asyncio.Semaphore = state.decode_slots
+    return slots

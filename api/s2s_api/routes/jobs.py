@@ -3,7 +3,6 @@ it is made). Errors from below are turned into answers by the exception handlers
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -21,6 +20,7 @@ from s2s.voices import VoiceBook
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
 from ..events import JobEvents, Watch
+from ..limits import decode_slots
 from ..problems import echo, problem_answers
 from ..schemas import JobView
 from .voices import check_voice
@@ -95,14 +95,6 @@ async def create_job(
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)
-
-
-def decode_slots(request: Request, settings: Settings) -> asyncio.Semaphore:
-    state = request.app.state
-    if getattr(state, "decode_slots", None) is None:
-        state.decode_slots = asyncio.Semaphore(settings.decode_concurrency)
-    slots: asyncio.Semaphore = state.decode_slots
-    return slots
 
 
 def admit(

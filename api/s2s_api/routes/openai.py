@@ -39,8 +39,9 @@ from s2s.text import estimate_tokens, recent_messages
 from s2s.voices import VoiceBook
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
-from ..events import JobEvents
-from .jobs import admit, decode_slots, reread, wait_for_end
+from ..events import JobEvents, Watch
+from ..limits import decode_slots
+from .jobs import admit, reread, wait_for_end
 from .voices import check_voice
 
 router = APIRouter()
@@ -220,10 +221,10 @@ async def speech(
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, None, new)
     headers = {JOB_HEADER: job.id}
     if body.stream_format == "sse":
-        stream = _speech_events(events, job, body.response_format)
+        stream = _speech_events(events, job, body.response_format, _watch(events, job))
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     if body.response_format in ("pcm", "wav"):
-        stream = _speech_stream(events, job, body.response_format)
+        stream = _speech_stream(events, job, body.response_format, _watch(events, job))
         return StreamingResponse(stream, media_type=MEDIA[body.response_format], headers=headers)
     job = await _finished(events, job)
     pcm = b"".join(await run_in_threadpool(pipeline.store.audio_since, job.id, 0))
@@ -237,14 +238,19 @@ def _spoken_or_raise(job: JobRecord) -> None:
         raise HTTPException(500, job.error.message if job.error else "the speech failed")
 
 
-async def _chunks(events: JobEvents, job: JobRecord) -> AsyncIterator[tuple[JobRecord, bytes]]:
+def _watch(events: JobEvents, job: JobRecord) -> Watch:
+    # Made before the answer starts, so a refusal (too many waiters) is still a 429.
+    return events.watch(job.id, every_event=True)
+
+
+async def _chunks(events: JobEvents, job: JobRecord, watch: Watch) -> AsyncIterator[tuple[JobRecord, bytes]]:
     """Each chunk of the reply's audio as it is stored, with the job as it was then; until the
     job ends or `WAIT_S` passes."""
     import time
 
     deadline = time.monotonic() + WAIT_S
     sent = 0
-    with events.watch(job.id, every_event=True) as watch:
+    with watch:
         while time.monotonic() < deadline:
             job = await reread(events, job)
             chunks: list[bytes] = await events.redis.lrange(audio_key(job.id), sent, -1)  # type: ignore[assignment]
@@ -256,10 +262,10 @@ async def _chunks(events: JobEvents, job: JobRecord) -> AsyncIterator[tuple[JobR
             await watch.woken(5.0)
 
 
-async def _speech_stream(events: JobEvents, job: JobRecord, fmt: str) -> AsyncIterator[bytes]:
+async def _speech_stream(events: JobEvents, job: JobRecord, fmt: str, watch: Watch) -> AsyncIterator[bytes]:
     """PCM (24 kHz) or a WAV at the voice's rate, sent as each sentence is spoken."""
     resampler: audio.ChunkResampler | None = None
-    async for current, chunk in _chunks(events, job):
+    async for current, chunk in _chunks(events, job, watch):
         rate = current.audio_sample_rate or audio.OPENAI_PCM_RATE
         if resampler is None:
             target = rate if fmt == "wav" else audio.OPENAI_PCM_RATE
@@ -271,15 +277,15 @@ async def _speech_stream(events: JobEvents, job: JobRecord, fmt: str) -> AsyncIt
         yield resampler.push(b"", last=True)
 
 
-async def _speech_events(events: JobEvents, job: JobRecord, fmt: str) -> AsyncIterator[bytes]:
+async def _speech_events(events: JobEvents, job: JobRecord, fmt: str, watch: Watch) -> AsyncIterator[bytes]:
     """`speech.audio.delta` events with base64 audio as it is made (PCM and WAV chunk by chunk,
     the other formats whole at the end), then `speech.audio.done` with the usage."""
     if fmt in ("pcm", "wav"):
-        async for piece in _speech_stream(events, job, fmt):
+        async for piece in _speech_stream(events, job, fmt, watch):
             if piece:
                 yield _sse({"type": "speech.audio.delta", "audio": base64.b64encode(piece).decode()})
     else:
-        pieces = [chunk async for _, chunk in _chunks(events, job)]
+        pieces = [chunk async for _, chunk in _chunks(events, job, watch)]
         done = await reread(events, job)
         if done.status is Status.COMPLETED:
             data = await run_in_threadpool(_encode, b"".join(pieces), done.audio_sample_rate or 16000, fmt)
@@ -443,6 +449,7 @@ async def chat_completions(
     earlier, system = await _earlier(pipeline, caller, body.messages[:-1])
     heard = _audio_part(question) if question.role == "user" else None
     text = _texts(question)
+    _bounded(text, system, tools)
     if heard is None and not text:
         raise HTTPException(400, "the last message has neither text nor audio")
     voice = None
@@ -464,7 +471,7 @@ async def chat_completions(
         inputs=None if heard is not None else Transcript(transcript=text),
         # Only what the LLM can be shown is stored: the most recent messages that fit its history.
         messages=recent_messages(earlier, settings.llm_history_tokens),
-        instructions="\n".join(s for s in system if s)[: settings.max_instructions_chars * 8] or None,
+        instructions="\n".join(s for s in system if s) or None,
         voice=voice,
         tools=tools,
         question_role=question.role,
@@ -472,7 +479,7 @@ async def chat_completions(
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     fmt = CHAT_AUDIO_FORMATS[body.audio.format] if speak and body.audio is not None else None
     if body.stream:
-        stream = _chat_chunks(events, job, body.model, fmt)
+        stream = _chat_chunks(events, job, body.model, fmt, _watch(events, job))
         return StreamingResponse(stream, media_type="text/event-stream", headers={JOB_HEADER: job.id})
     job = await _finished(events, job)
     if job.status is not Status.COMPLETED:
@@ -498,6 +505,24 @@ async def chat_completions(
         "usage": _usage(job),
     }
     return Response(json.dumps(answer), media_type="application/json", headers={JOB_HEADER: job.id})
+
+
+#: What a chat request may carry that is stored with its job (the history is cut to what the LLM
+#: can be shown instead): the question's text, the system messages, the tools' definitions.
+MAX_QUESTION_CHARS = 8192
+MAX_SYSTEM_CHARS = 4096
+MAX_TOOLS_BYTES = 16384
+
+
+def _bounded(question: str, system: list[str], tools: list[dict[str, Any]] | None) -> None:
+    if len(question) > MAX_QUESTION_CHARS:
+        raise HTTPException(400, f"messages: the last message has more than {MAX_QUESTION_CHARS} characters")
+    if sum(len(s) for s in system) > MAX_SYSTEM_CHARS:
+        raise HTTPException(
+            400, f"messages: system messages have more than {MAX_SYSTEM_CHARS} characters in all"
+        )
+    if tools and len(json.dumps(tools)) > MAX_TOOLS_BYTES:
+        raise HTTPException(400, f"tools: the definitions take more than {MAX_TOOLS_BYTES} bytes")
 
 
 async def _check_tools(pipeline: PipelineDep, stream: bool) -> None:
@@ -526,7 +551,7 @@ def _usage(job: JobRecord) -> dict[str, int]:
 
 
 async def _chat_chunks(
-    events: JobEvents, job: JobRecord, model: str, fmt: str | None
+    events: JobEvents, job: JobRecord, model: str, fmt: str | None, watch: Watch
 ) -> AsyncIterator[bytes]:
     """`chat.completion.chunk`s as the reply is written (text) or spoken (audio: each sentence's
     transcript with its audio as base64 24 kHz PCM16, as OpenAI streams audio), then `[DONE]`."""
@@ -541,7 +566,7 @@ async def _chat_chunks(
     deadline = time.monotonic() + WAIT_S
     said = 0
     resampler: audio.ChunkResampler | None = None
-    with events.watch(job.id, every_event=True) as watch:
+    with watch:
         while time.monotonic() < deadline:
             current = await reread(events, job)
             sentences: list[bytes] = await events.redis.lrange(sentences_key(job.id), said, -1)  # type: ignore[assignment]

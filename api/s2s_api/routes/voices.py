@@ -14,6 +14,7 @@ from s2s.settings import Settings
 from s2s.voices import MAX_CLIP_S, MIN_CLIP_S, NAME_RE, Offer, VoiceBook, VoicesFull
 
 from ..deps import CallerDep, PipelineDep, SettingsDep
+from ..limits import decode_slots
 from ..problems import echo, problem_answers
 from ..schemas import ClonedVoiceView, VoicesView
 
@@ -85,7 +86,8 @@ async def clone_voice(
         raise HTTPException(422, "name: a-z, 0-9, '-' and '_', starting with a letter or digit, at most 32")
     if name in offer.voices:
         raise HTTPException(409, f"{name!r} is one of the backend's own voices; choose another name")
-    samples = await run_in_threadpool(audio.decode_upload, audio_upload.file, MAX_CLIP_S)
+    async with decode_slots(request, settings):  # the same bounded decoding as uploads
+        samples = await run_in_threadpool(audio.decode_upload, audio_upload.file, MAX_CLIP_S)
     seconds = len(samples) / audio.STT_SAMPLE_RATE
     if seconds <= MIN_CLIP_S:
         raise HTTPException(422, f"the clip is {seconds:.1f} s; a voice needs more than {MIN_CLIP_S:.0f} s")
