@@ -5,6 +5,7 @@ read and forgotten under the same key rules as jobs."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fakes import EchoSTT, ToneTTS, UpperLLM
@@ -63,13 +64,18 @@ def stages(redis: Redis, settings: Settings) -> Stages:
     return Stages(redis, settings)
 
 
-def say(client: TestClient, headers: dict[str, str] = ANNA, **form: str) -> dict[str, str]:
-    r = client.post(
+def post(client: TestClient, headers: dict[str, str] = ANNA, **form: str) -> Any:
+    """An upload with these form fields, answered however the API answers it."""
+    return client.post(
         "/v1/jobs",
         files={"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")},
         data=form,
         headers=headers,
     )
+
+
+def say(client: TestClient, headers: dict[str, str] = ANNA, **form: str) -> dict[str, str]:
+    r = post(client, headers, **form)
     assert r.status_code == 202, r.text
     body: dict[str, str] = r.json()
     return body
@@ -113,23 +119,13 @@ def test_the_next_turn_continues_the_conversation_and_the_llm_sees_the_earlier_o
 def test_conversation_rules(client: TestClient, stages: Stages) -> None:
     conversation = say(client)["conversation_id"]
     # the first turn has not been answered yet
-    r = client.post(
-        "/v1/jobs",
-        files={"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")},
-        data={"conversation_id": conversation},
-        headers=ANNA,
-    )
+    r = post(client, ANNA, conversation_id=conversation)
     assert r.status_code == 409 and "previous turn" in r.json()["detail"], r.text
     assert client.delete(f"/v1/conversations/{conversation}", headers=ANNA).status_code == 409
     stages.run("One.")
     # another key's conversation, an unknown one and a malformed one look the same: 404
     for headers, cid in [(BOB, conversation), (ANNA, "0" * 32), (ANNA, "../../etc/passwd")]:
-        r = client.post(
-            "/v1/jobs",
-            files={"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")},
-            data={"conversation_id": cid},
-            headers=headers,
-        )
+        r = post(client, headers, conversation_id=cid)
         assert r.status_code == 404 and set(r.json()) == {"detail"}, (cid, r.text)
         assert client.get(f"/v1/conversations/{cid}", headers=headers).status_code == 404
         assert client.delete(f"/v1/conversations/{cid}", headers=headers).status_code == 404
@@ -138,12 +134,7 @@ def test_conversation_rules(client: TestClient, stages: Stages) -> None:
     for said in ("Two.", "Three."):
         say(client, conversation_id=conversation)
         stages.run(said)
-    r = client.post(
-        "/v1/jobs",
-        files={"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")},
-        data={"conversation_id": conversation},
-        headers=ANNA,
-    )
+    r = post(client, ANNA, conversation_id=conversation)
     assert r.status_code == 409 and "3 turns" in r.json()["detail"], r.text
 
 
@@ -204,12 +195,7 @@ def test_instructions_join_the_system_prompt_and_are_bounded(
     say(client, instructions="Answer like a pirate.")
     stages.run("Hello.")
     assert stages.llm.seen[-1][0].content == f"{settings.llm_system_prompt}\n\nAnswer like a pirate."
-    r = client.post(
-        "/v1/jobs",
-        files={"audio": ("q.wav", wav_bytes(tone(0.5), 16000), "audio/wav")},
-        data={"instructions": "x" * (settings.max_instructions_chars + 1)},
-        headers=ANNA,
-    )
+    r = post(client, ANNA, instructions="x" * (settings.max_instructions_chars + 1))
     assert r.status_code == 422 and "instructions" in r.json()["detail"], r.text
 
 

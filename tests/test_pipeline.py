@@ -463,10 +463,21 @@ def test_the_keeper_queues_again_a_stage_whose_hand_over_was_lost(
     assert store.get(job_id).status is Status.COMPLETED  # type: ignore[union-attr]
 
 
+def _off_its_queue(pipeline: Pipeline, job_id: str, stage: str) -> Any:
+    """The stage's RQ job, taken off its queue (so that only its status says where it is)."""
+    from rq.job import Job
+
+    rq_job = Job.fetch(
+        rq_job_id(job_id, STAGE_BY_NAME[stage]), connection=pipeline.store.redis, serializer=JSONSerializer
+    )
+    pipeline.queues.queue(STAGE_BY_NAME[stage]).remove(rq_job)
+    return rq_job
+
+
 def test_the_keeper_queues_again_a_retry_rq_lost_track_of(
     pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
-    from rq.job import Job, JobStatus
+    from rq.job import JobStatus
 
     from s2s.queues import QueueKeeper
 
@@ -474,9 +485,7 @@ def test_the_keeper_queues_again_a_retry_rq_lost_track_of(
     job_id = pipeline.submit(one_second()).id
     # RQ writes a retry's status outside the transaction that files it: an outage between the
     # two leaves a "scheduled" job in no registry and no queue.
-    queue = pipeline.queues.queue(stt)
-    rq_job = Job.fetch(rq_job_id(job_id, stt), connection=store.redis, serializer=JSONSerializer)
-    queue.remove(rq_job)
+    rq_job = _off_its_queue(pipeline, job_id, "stt")
     rq_job.set_status(JobStatus.SCHEDULED)
     assert QueueKeeper(pipeline.queues, [stt]).repair(quiet_s=0) == 1
     drain()
@@ -487,15 +496,13 @@ def test_the_keeper_queues_again_a_retry_rq_lost_track_of(
 def test_the_keeper_fails_a_job_rq_failed_for_good_without_saying_so(
     pipeline: Pipeline, store: JobStore, engines: Engines, drain: Drain
 ) -> None:
-    from rq.job import Job, JobStatus
+    from rq.job import JobStatus
 
     from s2s.queues import QueueKeeper
 
     stt = STAGE_BY_NAME["stt"]
     job_id = pipeline.submit(one_second()).id
-    queue = pipeline.queues.queue(stt)
-    rq_job = Job.fetch(rq_job_id(job_id, stt), connection=store.redis, serializer=JSONSerializer)
-    queue.remove(rq_job)
+    rq_job = _off_its_queue(pipeline, job_id, "stt")
     rq_job.retries_left = 0
     rq_job.save()
     rq_job.set_status(JobStatus.FAILED)

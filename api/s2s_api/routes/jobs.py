@@ -218,20 +218,30 @@ async def _stream_audio(events: JobEvents, job: JobRecord, watch: Watch) -> Asyn
     """A WAV whose header announces the most data it can (sent once TTS has said its rate), then
     each chunk as it is stored, until the job ends; a failed job's stream just ends, and its
     record says why."""
+    header = False
+    async for current, chunks in follow_audio(events, job, watch, MAX_STREAM_S, STREAM_RECHECK_S):
+        if current.audio_sample_rate and not header:
+            yield audio.pcm16_wav_header(current.audio_sample_rate, audio.STREAMING_DATA_BYTES)
+            header = True
+        for chunk in chunks:
+            yield chunk
+
+
+async def follow_audio(
+    events: JobEvents, job: JobRecord, watch: Watch, max_s: float, recheck_s: float
+) -> AsyncIterator[tuple[JobRecord, list[bytes]]]:
+    """At each look, the job as it is and the chunks of reply audio stored since the last look
+    (maybe none); until the job ends or `max_s` passes. Woken by the job's events, and looks
+    again on its own after `recheck_s`."""
     with watch:
-        deadline = time.monotonic() + MAX_STREAM_S
-        sent, header = 0, False
+        deadline = time.monotonic() + max_s
+        sent = 0
         while time.monotonic() < deadline:
             job = await reread(events, job)
-            if job.audio_sample_rate:
-                if not header:
-                    yield audio.pcm16_wav_header(job.audio_sample_rate, audio.STREAMING_DATA_BYTES)
-                    header = True
-                chunks: list[bytes] = await events.redis.lrange(audio_key(job.id), sent, -1)  # type: ignore[assignment]
-                for chunk in chunks:
-                    yield chunk
-                sent += len(chunks)
+            chunks: list[bytes] = await events.redis.lrange(audio_key(job.id), sent, -1)  # type: ignore[assignment]
+            sent += len(chunks)
+            yield job, chunks
             # The record is read before the chunks, so a job seen ended has stored them all.
             if job.status.terminal:
                 return
-            await watch.woken(STREAM_RECHECK_S)
+            await watch.woken(recheck_s)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
@@ -41,7 +42,7 @@ from s2s.voices import VoiceBook
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
 from ..events import JobEvents, Watch
 from ..limits import decode_slots
-from .jobs import admit, reread, wait_for_end
+from .jobs import admit, follow_audio, reread, wait_for_end
 from .voices import check_voice
 
 router = APIRouter()
@@ -246,20 +247,9 @@ def _watch(events: JobEvents, job: JobRecord) -> Watch:
 async def _chunks(events: JobEvents, job: JobRecord, watch: Watch) -> AsyncIterator[tuple[JobRecord, bytes]]:
     """Each chunk of the reply's audio as it is stored, with the job as it was then; until the
     job ends or `WAIT_S` passes."""
-    import time
-
-    deadline = time.monotonic() + WAIT_S
-    sent = 0
-    with watch:
-        while time.monotonic() < deadline:
-            job = await reread(events, job)
-            chunks: list[bytes] = await events.redis.lrange(audio_key(job.id), sent, -1)  # type: ignore[assignment]
-            for chunk in chunks:
-                yield job, chunk
-            sent += len(chunks)
-            if job.status.terminal:
-                return
-            await watch.woken(5.0)
+    async for current, chunks in follow_audio(events, job, watch, WAIT_S, 5.0):
+        for chunk in chunks:
+            yield current, chunk
 
 
 async def _speech_stream(events: JobEvents, job: JobRecord, fmt: str, watch: Watch) -> AsyncIterator[bytes]:
@@ -555,8 +545,6 @@ async def _chat_chunks(
 ) -> AsyncIterator[bytes]:
     """`chat.completion.chunk`s as the reply is written (text) or spoken (audio: each sentence's
     transcript with its audio as base64 24 kHz PCM16, as OpenAI streams audio), then `[DONE]`."""
-    import time
-
     head = _chat_head(job, model, "chat.completion.chunk")
 
     def chunk(delta: dict[str, object], finish: str | None = None) -> bytes:
