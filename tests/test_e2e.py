@@ -106,7 +106,7 @@ def test_a_conversation_remembers_what_was_said(service: Service) -> None:
 
 def test_up_is_idempotent_and_restarts_only_what_died(service: Service) -> None:
     before = service.pids()
-    assert set(before) == {"api", "stt-worker", "llm-worker", "tts-worker"}
+    assert set(before) == {"api", "stt-worker", "llm-worker", "tts-worker", "webhook-worker"}
     again = service.ctl("up")
     assert again.returncode == 0, again.stderr
     assert again.stderr.count("already running") == 4
@@ -119,7 +119,7 @@ def test_up_is_idempotent_and_restarts_only_what_died(service: Service) -> None:
     revived = service.ctl("up")
     assert revived.returncode == 0, revived.stderr
     after = service.pids()
-    assert "started tts-worker" in revived.stderr and revived.stderr.count("already running") == 3
+    assert "started tts-worker" in revived.stderr and revived.stderr.count("already running") == 4
     assert after["tts-worker"] != before["tts-worker"]
     assert {k: v for k, v in after.items() if k != "tts-worker"} == {
         k: v for k, v in before.items() if k != "tts-worker"

@@ -53,3 +53,13 @@ def test_a_worker_registered_on_this_host_is_healthy(redis: Redis) -> None:
     Worker([queue], connection=redis, name=f"stt-{socket.gethostname()}-1-abcdef").register_birth()  # type: ignore[no-untyped-call]
     assert health("stt-worker") == 0
     assert health("llm-worker") == 1
+
+
+def test_the_webhook_worker_is_healthy_while_its_heartbeat_is_fresh(redis: Redis) -> None:
+    import socket
+
+    from s2s.webhooks import HEARTBEAT_KEY
+
+    assert health("webhook-worker") == 1
+    redis.set(f"{HEARTBEAT_KEY}{socket.gethostname()}:123", "1", ex=15)
+    assert health("webhook-worker") == 0

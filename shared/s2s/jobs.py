@@ -44,6 +44,9 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
     s2s:active:{client}    zset    the same per client (API key, or address when the API is open);
                                    a job leaves both when it ends, or when it expires unfinished
     s2s:rate:{client}:{minute} string uploads the client made in that minute (expires after it)
+    s2s:webhooks           zset    jobs whose end is still to be announced to their `callback_url`,
+                                   scored by when the next attempt is due (`s2s.webhooks`); a job
+                                   with a callback enters it in the same step that ends it
     s2s:conv:{id}          hash    a conversation: owner, created_at, updated_at
     s2s:conv:{id}:turns    list    its jobs (turns), oldest first. Each new turn renews the TTL of
                                    the conversation and of every earlier turn's keys, so a
@@ -79,6 +82,8 @@ from . import audio
 from .settings import Settings
 
 PREFIX: Final = "s2s:job:"
+#: Jobs whose end is owed to their `callback_url` (a sorted set scored by the due time).
+WEBHOOK_OUTBOX: Final = "s2s:webhooks"
 JOB_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
 
 
@@ -285,6 +290,15 @@ class Timings(BaseModel):
     tts_wait_s: float | None = None
 
 
+class WebhookState(BaseModel):
+    """Where the announcement of a job's end to its `callback_url` stands."""
+
+    #: pending (the job has not ended, or an attempt is due), delivered, or failed (all attempts).
+    status: str = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+
+
 class JobRecord(BaseModel):
     """A job as stored; also the message each stage reads from the one before."""
 
@@ -322,6 +336,9 @@ class JobRecord(BaseModel):
     #: The chat before the question, as a chat request sent it ((role, text), oldest first): the
     #: LLM sees these instead of the conversation's earlier turns.
     messages: tuple[tuple[str, str], ...] | None = None
+    #: Where the job's end is announced (`s2s.webhooks`), and how that stands.
+    callback_url: str | None = None
+    webhook: WebhookState | None = None
 
     @classmethod
     def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
@@ -383,6 +400,14 @@ class JobRecord(BaseModel):
             tool_calls=json.loads(h["tool_calls"]) if h.get("tool_calls") else None,
             question_role=h.get("question_role") or "user",
             segments=[Segment(**s) for s in json.loads(h["segments"])] if h.get("segments") else None,
+            callback_url=h.get("callback_url") or None,
+            webhook=WebhookState(
+                status=h.get("webhook_status") or "pending",
+                attempts=int(h.get("webhook_attempts") or 0),
+                last_error=h.get("webhook_last_error") or None,
+            )
+            if h.get("callback_url")
+            else None,
         )
 
 
@@ -419,6 +444,8 @@ class NewJob(TypedDict, total=False):
     timestamps: bool
     tools: list[dict[str, Any]] | None
     question_role: str
+    #: Where to announce the job's end (checked by `s2s.webhooks.check_destination` first).
+    callback_url: str | None
 
 
 class AdmissionRefused(Exception):
@@ -498,6 +525,7 @@ class JobStore:
             **({"timestamps": "1"} if new.get("timestamps") else {}),
             **({"tools": json.dumps(t)} if (t := new.get("tools")) else {}),
             **({"question_role": q} if (q := new.get("question_role")) else {}),
+            **({"callback_url": c} if (c := new.get("callback_url")) else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:
@@ -609,7 +637,14 @@ class JobStore:
         # ends leaves the admission counts, drops its upload and logs its events in the same step.
         flat = [x for kv in fields.items() for x in kv]
         self._update_script(
-            keys=[job_key(job_id), events_channel(job_id), input_key(job_id), active_key(), log_key(job_id)],
+            keys=[
+                job_key(job_id),
+                events_channel(job_id),
+                input_key(job_id),
+                active_key(),
+                log_key(job_id),
+                WEBHOOK_OUTBOX,
+            ],
             args=[
                 job_id,
                 fields.get("status", ""),
@@ -797,8 +832,8 @@ return h
 )
 
 
-# KEYS: job, channel, input, active, log. ARGV: job id, new status or '', drop input '1'/'0',
-# events as JSON [[type, data], ...], ttl, log maxlen, then the fields.
+# KEYS: job, channel, input, active, log, webhook outbox. ARGV: job id, new status or '', drop
+# input '1'/'0', events as JSON [[type, data], ...], ttl, log maxlen, then the fields.
 _UPDATE_LUA = (
     _LOG_EVENT_LUA
     + """
@@ -812,6 +847,11 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   local client = redis.call('HGET', KEYS[1], 'client')
   if client and client ~= '' then redis.call('ZREM', KEYS[4] .. ':' .. client, ARGV[1]) end
+  local callback = redis.call('HGET', KEYS[1], 'callback_url')
+  if callback and callback ~= '' then
+    redis.call('HSET', KEYS[1], 'webhook_status', 'pending', 'webhook_attempts', 0)
+    redis.call('ZADD', KEYS[6], redis.call('HGET', KEYS[1], 'updated_at'), ARGV[1])
+  end
 end
 for _, event in ipairs(cjson.decode(ARGV[4])) do
   log_event(KEYS[5], KEYS[2], event[1], event[2], ARGV[5], ARGV[6])

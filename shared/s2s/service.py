@@ -1,8 +1,10 @@
 """What a container runs (`s2s-run`) and how it reports its health (`s2s-health`), for whichever
-service `S2S_SERVICE` names (api, stt-worker, llm-worker, tts-worker): one image recipe serves all.
+service `S2S_SERVICE` names (api, stt-worker, llm-worker, tts-worker, webhook-worker): one image
+recipe serves all.
 
-A worker is healthy once it has registered with its queue, which it does only after loading and
-warming up its model; the API once it answers /healthz."""
+A stage worker is healthy once it has registered with its queue, which it does only after loading
+and warming up its model; the webhook worker while its heartbeat is fresh; the API once it
+answers /healthz."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import socket
 import sys
 import urllib.request
 
-SERVICES = ("api", "stt-worker", "llm-worker", "tts-worker")
+SERVICES = ("api", "stt-worker", "llm-worker", "tts-worker", "webhook-worker")
 
 
 def _service() -> str:
@@ -40,7 +42,12 @@ def health() -> int:
 
         from .queues import registered_workers
 
-        names = registered_workers(Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=4))
+        redis = Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=4)
+        if service == "webhook-worker":
+            from .webhooks import HEARTBEAT_KEY
+
+            return 0 if redis.keys(f"{HEARTBEAT_KEY}{socket.gethostname()}:*") else 1
+        names = registered_workers(redis)
         me = f"{service.removesuffix('-worker')}-{socket.gethostname()}-"
         return 0 if any(name.startswith(me) for name in names) else 1
     except Exception as exc:  # any failure is simply "not healthy"

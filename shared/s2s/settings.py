@@ -9,11 +9,12 @@ backend with options adds a group and one field here. Each variable is documente
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveFloat = Annotated[float, Field(gt=0)]
@@ -91,6 +92,18 @@ class Settings(BaseSettings):
     #: Bearer tokens; empty means the API is open. Comma separated in the environment.
     api_keys: Annotated[list[str], NoDecode] = []
 
+    # --- webhooks (`callback_url` on POST /v1/jobs; s2s.webhooks)
+    #: The signing secret, Standard Webhooks style: `whsec_` + base64 (24 bytes or more). Without
+    #: it the API refuses `callback_url` (422): nothing is sent unsigned.
+    webhook_secret: SecretStr | None = None
+    #: Hosts a callback may go to although they resolve to loopback, private or link-local
+    #: addresses (e.g. a receiver on the same network). Comma separated in the environment.
+    webhook_allow_hosts: Annotated[list[str], NoDecode] = []
+    #: Waits between delivery attempts (seconds; one more attempt than waits).
+    webhook_retry_s: Annotated[list[float], NoDecode] = [5, 30, 120, 600, 2700]
+    #: One attempt's limit: connect, send, and the receiver's answer.
+    webhook_timeout_s: PositiveFloat = 10.0
+
     # --- workers (all stages)
     cpu_threads: PositiveInt = 2
     #: Where derived model files (e.g. the assembled GGUF) are kept between starts.
@@ -144,7 +157,7 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("api_keys", mode="before")
+    @field_validator("api_keys", "webhook_allow_hosts", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -158,11 +171,31 @@ class Settings(BaseSettings):
             return [int(v) for v in value.split(",") if v.strip()]
         return value
 
-    @field_validator("retry_intervals_s")
+    @field_validator("webhook_retry_s", mode="before")
     @classmethod
-    def _non_negative(cls, value: list[int]) -> list[int]:
+    def _split_floats(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [float(v) for v in value.split(",") if v.strip()]
+        return value
+
+    @field_validator("retry_intervals_s", "webhook_retry_s")
+    @classmethod
+    def _non_negative(cls, value: list[float]) -> list[float]:
         if any(v < 0 for v in value):
             raise ValueError("retry intervals must be >= 0 seconds")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        try:
+            key = base64.b64decode(value.get_secret_value().removeprefix("whsec_"), validate=True)
+        except ValueError as exc:
+            raise ValueError("WEBHOOK_SECRET must be whsec_ followed by base64") from exc
+        if len(key) < 24:
+            raise ValueError("WEBHOOK_SECRET must hold at least 24 bytes (32 random bytes, base64)")
         return value
 
 

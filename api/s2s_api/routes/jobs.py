@@ -12,7 +12,7 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Respon
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from s2s import audio
+from s2s import audio, webhooks
 from s2s.jobs import AdmissionLimits, JobRecord, NewJob, audio_key, is_job_id, job_key
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
@@ -71,6 +71,13 @@ async def create_job(
         str | None,
         Form(max_length=64, description="the voice of the reply (GET /v1/voices); the default if absent"),
     ] = None,
+    callback_url: Annotated[
+        str | None,
+        Form(
+            max_length=webhooks.MAX_URL_CHARS,
+            description="announce the end of the job here: a signed POST (Standard Webhooks), retried",
+        ),
+    ] = None,
 ) -> JobView:
     upload = audio_upload or audio_file
     if upload is None:
@@ -81,6 +88,8 @@ async def create_job(
         raise HTTPException(422, f"instructions: at most {settings.max_instructions_chars} characters")
     if voice:
         await run_in_threadpool(check_voice, VoiceBook(pipeline.store.redis), caller, voice)
+    if callback_url:
+        await run_in_threadpool(check_callback, settings, callback_url)
     if upload.size is not None and upload.size > settings.max_upload_bytes:
         raise HTTPException(413, f"the recording is larger than {settings.max_upload_bytes} bytes")
     # Decoding is the costly part: a bounded number at once, off the event loop. The upload is
@@ -91,10 +100,20 @@ async def create_job(
         conversation_id=conversation_id,
         instructions=(instructions or "").strip() or None,
         voice=voice or None,
+        callback_url=callback_url or None,
     )
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, samples, new)
     response.headers["Location"] = f"/v1/jobs/{job.id}"
     return JobView.of(job)
+
+
+def check_callback(settings: Settings, url: str) -> None:
+    if settings.webhook_secret is None:
+        raise HTTPException(422, "callback_url: this service sends no webhooks (WEBHOOK_SECRET is not set)")
+    try:
+        webhooks.check_destination(url, settings.webhook_allow_hosts)
+    except webhooks.DestinationRefused as exc:
+        raise HTTPException(422, f"callback_url: {exc}") from exc
 
 
 def admit(
