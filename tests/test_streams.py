@@ -88,6 +88,8 @@ def test_streamed_audio_reaches_the_client_before_the_job_completes(
     def listen() -> None:
         with httpx.stream("GET", f"{api}/v1/jobs/{job_id}/audio", params={"stream": "true"}, timeout=60) as r:
             seen["type"] = r.headers["content-type"]
+            # Nothing between may hold the audio back until the job ends.
+            seen["buffering"] = (r.headers.get("cache-control"), r.headers.get("x-accel-buffering"))
             body = b""
             for part in r.iter_bytes():
                 body += part
@@ -103,6 +105,7 @@ def test_streamed_audio_reaches_the_client_before_the_job_completes(
     job = pipeline.store.get(job_id)
     assert job is not None and job.status is Status.COMPLETED
     assert seen["type"] == "audio/wav"
+    assert seen["buffering"] == ("no-cache", "no")
     assert seen["status_at_first_audio"] is Status.SYNTHESIZING  # not completed yet
     body: bytes = seen["body"]
     whole = b"".join(pipeline.store.audio_since(job_id, 0))

@@ -17,6 +17,11 @@ log = logging.getLogger("s2s.api.events")
 TERMINAL = {s.value.encode() for s in Status if s.terminal}
 
 
+#: Headers of every answer streamed while a job runs: no cache and no proxy buffering may hold
+#: back what is sent as it happens.
+STREAMING_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
 class TooManyWaiters(Exception):
     """More long polls and streams than this process holds at once."""
 

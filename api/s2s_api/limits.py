@@ -19,9 +19,15 @@ from s2s.settings import Settings
 
 from .problems import problem
 
-#: Paths anyone may reach, also when API keys are set: what orchestrators probe.
-OPEN_PATHS = frozenset({"/healthz", "/readyz"})
+#: Paths anyone may reach, also when API keys are set: what orchestrators probe, and the browser
+#: page's own files (`routes/page.py`; the API calls the page makes carry the user's key).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
+OPEN_PREFIXES = ("/static/",)
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+def is_open(path: str) -> bool:
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def caller_of(authorization: str, keys: list[str]) -> str | None:
@@ -48,7 +54,7 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if self.keys and scope["path"] not in OPEN_PATHS:
+        if self.keys and not is_open(scope["path"]):
             authorization = headers.get("authorization", "")
             if caller_of(authorization, self.keys) is None:
                 detail = (

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from s2s.jobs import JobRecord, job_key, log_key
 
 from ..deps import CallerDep, EventsDep
-from ..events import JobEvents, Watch
+from ..events import STREAMING_HEADERS, JobEvents, Watch
 from ..problems import problem_answers
 from ..schemas import JobView
 from .jobs import MAX_STREAM_S, STREAM_RECHECK_S, reread, visible_job
@@ -51,7 +51,7 @@ async def job_events(
     return StreamingResponse(
         _events(events, job, watch, resume),
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers=STREAMING_HEADERS,
     )
 
 

@@ -19,7 +19,7 @@ from s2s.settings import Settings
 from s2s.voices import VoiceBook
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
-from ..events import JobEvents, Watch
+from ..events import STREAMING_HEADERS, JobEvents, Watch
 from ..limits import decode_slots
 from ..problems import echo, problem_answers
 from ..schemas import JobView
@@ -222,7 +222,9 @@ async def get_audio(
         if format != "wav":
             raise HTTPException(422, "a streamed reply is WAV; leave out format, or do not stream")
         watch = events.watch(job.id, every_event=True)  # a refusal (429) before the answer starts
-        return StreamingResponse(_stream_audio(events, job, watch), media_type="audio/wav")
+        return StreamingResponse(
+            _stream_audio(events, job, watch), media_type="audio/wav", headers=STREAMING_HEADERS
+        )
     if job.status.value == "failed":
         reason = job.error.message if job.error else "unknown error"
         raise HTTPException(409, f"the job failed, so there is no reply audio: {reason}")

@@ -40,7 +40,7 @@ from s2s.text import estimate_tokens, recent_messages
 from s2s.voices import VoiceBook
 
 from ..deps import CallerDep, ClientDep, EventsDep, PipelineDep, SettingsDep
-from ..events import JobEvents, Watch
+from ..events import STREAMING_HEADERS, JobEvents, Watch
 from ..limits import decode_slots
 from .jobs import admit, follow_audio, reread, wait_for_end
 from .voices import check_voice
@@ -148,7 +148,9 @@ async def transcriptions(
     text = _transcribed(job)
     if stream:
         return StreamingResponse(
-            _transcript_events(text), media_type="text/event-stream", headers={JOB_HEADER: job.id}
+            _transcript_events(text),
+            media_type="text/event-stream",
+            headers={JOB_HEADER: job.id, **STREAMING_HEADERS},
         )
     seconds = len(samples) / audio.STT_SAMPLE_RATE
     answer = _transcript_answer(job, text, seconds, response_format, settings.stt_language)
@@ -220,7 +222,7 @@ async def speech(
         voice = body.voice
     new = NewJob(route=ROUTES["tts"], inputs=Reply(reply=body.input), voice=voice)
     job = await run_in_threadpool(admit, pipeline, settings, caller, client, None, new)
-    headers = {JOB_HEADER: job.id}
+    headers = {JOB_HEADER: job.id, **STREAMING_HEADERS}
     if body.stream_format == "sse":
         stream = _speech_events(events, job, body.response_format, _watch(events, job))
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
@@ -470,7 +472,8 @@ async def chat_completions(
     fmt = CHAT_AUDIO_FORMATS[body.audio.format] if speak and body.audio is not None else None
     if body.stream:
         stream = _chat_chunks(events, job, body.model, fmt, _watch(events, job))
-        return StreamingResponse(stream, media_type="text/event-stream", headers={JOB_HEADER: job.id})
+        headers = {JOB_HEADER: job.id, **STREAMING_HEADERS}
+        return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     job = await _finished(events, job)
     if job.status is not Status.COMPLETED:
         failure = job.error.message if job.error else "the reply failed"
