@@ -268,6 +268,18 @@ def test_chat_refuses_bad_input_before_any_job(client: openai.OpenAI, question: 
         )
 
 
+def test_a_job_that_failed_is_named_in_the_error_answer(client: openai.OpenAI, stack: Stack) -> None:
+    silence = io.BytesIO()
+    sf.write(silence, np.zeros(16000, dtype=np.float32), 16000, format="WAV")
+    with pytest.raises(openai.BadRequestError, match="no speech heard") as failed:
+        client.chat.completions.create(
+            model="gpt-4o-audio-preview", messages=[_audio_message(silence.getvalue())]
+        )
+    job_id = failed.value.response.headers["x-job-id"]
+    record = httpx.get(f"{stack.url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {KEY}"}).json()
+    assert record["status"] == "failed" and record["error"]["stage"] == "stt"
+
+
 def test_a_tool_call_with_the_cpu_model_and_its_answer(client: openai.OpenAI) -> None:
     get_time: ChatCompletionToolParam = {
         "type": "function",

@@ -148,6 +148,7 @@ def test_a_failed_job_is_announced_as_failed(redis: Redis, settings: Settings) -
     (sent,) = receiver.received
     assert sent["verified"] and sent["body"]["type"] == "job.failed"
     assert sent["body"]["data"]["error"] == {"stage": "stt", "message": "no speech heard"}
+    assert sent["body"]["data"]["timings"]["total_s"] >= 0  # a failed job says how long it took too
 
 
 def test_a_receiver_that_fails_twice_gets_it_on_the_third_attempt(redis: Redis, settings: Settings) -> None:

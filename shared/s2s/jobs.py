@@ -826,7 +826,10 @@ if status == 'completed' or status == 'failed' or redis.call('HEXISTS', KEYS[1],
   return h
 end
 redis.call('HSET', KEYS[1], 'status', ARGV[1], ARGV[2], ARGV[3], 'updated_at', ARGV[3])
-log_event(KEYS[3], KEYS[2], 'status', cjson.encode({status = ARGV[1]}), ARGV[4], ARGV[5])
+-- The hand-over from the stage before usually showed this status already: say it only once.
+if status ~= ARGV[1] then
+  log_event(KEYS[3], KEYS[2], 'status', cjson.encode({status = ARGV[1]}), ARGV[4], ARGV[5])
+end
 return h
 """
 )
@@ -847,6 +850,14 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   local client = redis.call('HGET', KEYS[1], 'client')
   if client and client ~= '' then redis.call('ZREM', KEYS[4] .. ':' .. client, ARGV[1]) end
+  if ARGV[2] == 'failed' then
+    -- A failed job's total too: how long the client waited for the news.
+    local created = redis.call('HGET', KEYS[1], 'created_at')
+    local ended = redis.call('HGET', KEYS[1], 'completed_at')
+    if created and ended then
+      redis.call('HSET', KEYS[1], 'total_s', string.format('%.4f', tonumber(ended) - tonumber(created)))
+    end
+  end
   local callback = redis.call('HGET', KEYS[1], 'callback_url')
   if callback and callback ~= '' then
     redis.call('HSET', KEYS[1], 'webhook_status', 'pending', 'webhook_attempts', 0)

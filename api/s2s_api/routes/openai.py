@@ -158,12 +158,20 @@ async def transcriptions(
     return answer
 
 
+def job_failed(job: JobRecord, otherwise: str) -> HTTPException:
+    """The answer for a job that failed: its reason, and its id so the client can look it up.
+    Silence is the client's (400); anything else the service's (500)."""
+    failure = job.error.message if job.error else otherwise
+    status = 400 if failure.startswith("no speech heard") else 500
+    return HTTPException(status, failure, headers={JOB_HEADER: job.id})
+
+
 def _transcribed(job: JobRecord) -> str:
     if job.status is Status.COMPLETED:
         return job.transcript or ""
     if job.error is not None and job.error.message.startswith("no speech heard"):
         return ""  # OpenAI answers silence with an empty text
-    raise HTTPException(500, job.error.message if job.error else "the transcription failed")
+    raise job_failed(job, "the transcription failed")
 
 
 async def _transcript_events(text: str) -> AsyncIterator[bytes]:
@@ -238,7 +246,7 @@ async def speech(
 
 def _spoken_or_raise(job: JobRecord) -> None:
     if job.status is not Status.COMPLETED:
-        raise HTTPException(500, job.error.message if job.error else "the speech failed")
+        raise job_failed(job, "the speech failed")
 
 
 def _watch(events: JobEvents, job: JobRecord) -> Watch:
@@ -476,8 +484,7 @@ async def chat_completions(
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     job = await _finished(events, job)
     if job.status is not Status.COMPLETED:
-        failure = job.error.message if job.error else "the reply failed"
-        raise HTTPException(400 if failure.startswith("no speech heard") else 500, failure)
+        raise job_failed(job, "the reply failed")
     message: dict[str, object] = {"role": "assistant", "content": None if fmt else job.reply, "refusal": None}
     finish = "stop"
     if job.tool_calls:  # the LLM asked for calls: nothing was said, and the client runs them
