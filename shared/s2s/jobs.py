@@ -134,7 +134,7 @@ def next_stage(stage: Stage, route: Route = FULL_ROUTE) -> Stage | None:
 
 
 #: Every event a job logs, in the order they can come: `status` {status} on every change of
-#: status; `transcript` {text}; `reply.delta` {text}; `audio.chunk` {index, seconds}; and last
+#: status; `transcript` {text}; `reply.delta` {index, text}; `audio.chunk` {index, seconds}; and last
 #: `completed` or `failed` {} (readers attach the record).
 EVENT_TYPES: Final = ("status", "transcript", "reply.delta", "audio.chunk", "completed", "failed")
 
