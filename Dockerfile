@@ -46,7 +46,7 @@ WORKDIR /app
 COPY requirements.lock ./
 COPY shared/pyproject.toml shared/
 COPY ${SERVICE}/pyproject.toml ${SERVICE}/
-RUN pip install --no-cache-dir -c requirements.lock ./shared "./${SERVICE}${EXTRA}"
+RUN pip install --no-cache-dir -c requirements.lock "./shared[otel]" "./${SERVICE}${EXTRA}"
 
 # ---------------------------------------------------------------- the GPU workers
 FROM ${CUDA_IMAGE} AS gpu
@@ -84,7 +84,7 @@ RUN if [ -n "${TORCH_VERSION}" ]; then pip install --no-cache-dir $TORCH_PIP_ARG
 COPY shared/pyproject.toml shared/
 COPY ${SERVICE}/pyproject.toml ${SERVICE}/
 # hadolint ignore=DL3013,SC2086
-RUN pip install --no-cache-dir ./shared "./${SERVICE}[gpu]" $GPU_PACKAGES \
+RUN pip install --no-cache-dir "./shared[otel]" "./${SERVICE}[gpu]" $GPU_PACKAGES \
       ${TORCH_VERSION:+"torch==${TORCH_VERSION}"}
 
 # ---------------------------------------------------------------- every image: the code on top

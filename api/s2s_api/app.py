@@ -25,7 +25,9 @@ from s2s.settings import Settings
 
 from .events import JobEvents, TooManyWaiters
 from .limits import RequestGuard
+from .metrics import RequestMetrics
 from .problems import echo, problem
+from .request_ids import RequestIds
 from .routes import ROUTERS
 
 log = logging.getLogger("s2s.api")
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.add_middleware(
         RequestGuard, settings=settings, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD
     )
+    app.add_middleware(RequestIds, settings=settings)  # outside the guard: its refusals get the id too
+    app.add_middleware(RequestMetrics)  # outermost: every answer counted, with its whole duration
     for router in ROUTERS:
         app.include_router(router)
     _add_error_handlers(app)

@@ -12,6 +12,7 @@ from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import RedisError
 
 from s2s.jobs import EVENTS_PATTERN, Status, job_id_of_channel
+from s2s.metrics import EVENT_STREAMS, LONG_POLLS
 
 log = logging.getLogger("s2s.api.events")
 TERMINAL = {s.value.encode() for s in Status if s.terminal}
@@ -50,10 +51,12 @@ class JobEvents:
         watch = Watch(self, job_id, every_event)
         self._waiters.setdefault(job_id, set()).add((watch.event, every_event))
         self.waiting += 1
+        (EVENT_STREAMS if every_event else LONG_POLLS).inc()
         return watch
 
     def _forget(self, watch: Watch) -> None:
         self.waiting -= 1
+        (EVENT_STREAMS if watch.every_event else LONG_POLLS).dec()
         waiters = self._waiters.get(watch.job_id)
         if waiters is not None:
             waiters.discard((watch.event, watch.every_event))

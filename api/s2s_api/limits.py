@@ -23,6 +23,8 @@ from .problems import problem
 #: page's own files (`routes/page.py`; the API calls the page makes carry the user's key).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/"})
 OPEN_PREFIXES = ("/static/",)
+#: Takes an API key, or `METRICS_TOKEN` (what a Prometheus server is given instead of a key).
+METRICS_PATH = "/metrics"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -44,6 +46,7 @@ class RequestGuard:
     def __init__(self, app: ASGIApp, settings: Settings, max_body_bytes: int) -> None:
         self.app = app
         self.keys = settings.api_keys
+        self.metrics_token = settings.metrics_token.get_secret_value() if settings.metrics_token else None
         self.max_body_bytes = max_body_bytes
         self.body_timeout_s = settings.upload_timeout_s
         self.max_in_flight = settings.max_uploads_in_flight
@@ -54,7 +57,10 @@ class RequestGuard:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        if self.keys and not is_open(scope["path"]):
+        if scope["path"] == METRICS_PATH and not self._may_scrape(headers.get("authorization", "")):
+            await _refuse(scope, receive, send, 401, "send the metrics token", {"WWW-Authenticate": "Bearer"})
+            return
+        if self.keys and not is_open(scope["path"]) and scope["path"] != METRICS_PATH:
             authorization = headers.get("authorization", "")
             if caller_of(authorization, self.keys) is None:
                 detail = (
@@ -80,6 +86,15 @@ class RequestGuard:
             await self.app(scope, self._limited(receive), send)
         finally:
             self.in_flight -= 1
+
+    def _may_scrape(self, authorization: str) -> bool:
+        """/metrics: open without keys and token; else a key or the token."""
+        if self.metrics_token is None:
+            return not self.keys or caller_of(authorization, self.keys) is not None
+        scheme, _, token = authorization.partition(" ")
+        return (
+            scheme.lower() == "bearer" and secrets.compare_digest(token.encode(), self.metrics_token.encode())
+        ) or (bool(self.keys) and caller_of(authorization, self.keys) is not None)
 
     def _too_large(self) -> str:
         return f"the request body is larger than the limit of {self.max_body_bytes} bytes"

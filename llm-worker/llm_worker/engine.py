@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel
 
+from s2s import metrics
 from s2s.errors import PermanentStageError
 from s2s.features import announce_llm
 from s2s.jobs import STAGE_BY_NAME, JobRecord, Reply
@@ -199,6 +201,7 @@ class SentenceFeed:
 
     def __init__(self, handler: LLMHandler, job: JobRecord) -> None:
         self.handler, self.job = handler, job
+        self.started = time.perf_counter()
         self.text = ""
         self.count = 0
         #: The first sentence's opening clause, once it has been stored as a piece of its own.
@@ -207,6 +210,8 @@ class SentenceFeed:
     def add(self, piece: str) -> None:
         if not self.text:
             self.handler.store.mark(self.job.id, "llm_first_token_at")
+            metrics.LLM_FIRST_TOKEN.observe(time.perf_counter() - self.started)
+        metrics.LLM_TOKENS.inc()
         self.text += piece
         # All but the last sentence are complete; the last one too once its end mark is followed
         # by a space (a number like "3.5" or a name like "Dr." may still be cut wrongly, as the

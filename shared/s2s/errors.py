@@ -64,6 +64,15 @@ class StageError(S2SError):
 class PermanentStageError(StageError):
     """A failure that a retry cannot fix."""
 
+    #: What the metrics count it as (`s2s.jobs.FAILURE_REASONS`).
+    reason = "rejected"
+
+
+class NoSpeechError(PermanentStageError):
+    """STT heard no words in the recording."""
+
+    reason = "no_speech"
+
 
 class LetGo(S2SError):
     """The stage stops without ending and without failing: TTS waiting for sentences from an LLM

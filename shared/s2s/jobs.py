@@ -44,6 +44,9 @@ Keys (each expires `JOB_TTL_S` after the job was created; nothing lives in a pro
     s2s:active:{client}    zset    the same per client (API key, or address when the API is open);
                                    a job leaves both when it ends, or when it expires unfinished
     s2s:rate:{client}:{minute} string uploads the client made in that minute (expires after it)
+    s2s:metrics:*          hashes  counts over every job that ended (completed per route, failed per
+                                   stage and reason, histograms of end to end, first audio and
+                                   queue waits), kept by the script that ends a job; no TTL
     s2s:webhooks           zset    jobs whose end is still to be announced to their `callback_url`,
                                    scored by when the next attempt is due (`s2s.webhooks`); a job
                                    with a callback enters it in the same step that ends it
@@ -84,6 +87,17 @@ from .settings import Settings
 PREFIX: Final = "s2s:job:"
 #: Jobs whose end is owed to their `callback_url` (a sorted set scored by the due time).
 WEBHOOK_OUTBOX: Final = "s2s:webhooks"
+#: Counts across all jobs, kept by the script that ends a job (`s2s.metrics` reads them).
+METRICS_PREFIX: Final = "s2s:metrics:"
+#: What a failure is counted as: no speech in the recording, refused by its stage (nothing to
+#: answer, an unknown voice), over the stage's time limit, its worker died with no retry left,
+#: anything else.
+FAILURE_REASONS: Final = ("no_speech", "rejected", "time_limit", "worker_lost", "error")
+#: The upper bounds (seconds) of the buckets of the job histograms (end to end, first audio,
+#: queue wait per stage).
+JOB_BUCKETS: Final = (
+    0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0
+)  # fmt: skip
 JOB_ID_RE: Final = re.compile(r"[0-9a-f]{32}")
 
 
@@ -339,6 +353,10 @@ class JobRecord(BaseModel):
     #: Where the job's end is announced (`s2s.webhooks`), and how that stands.
     callback_url: str | None = None
     webhook: WebhookState | None = None
+    #: The job's trace (W3C traceparent of its upload span) when tracing is on (`s2s.tracing`).
+    traceparent: str | None = None
+    #: When each stage that has been handed the job got it (Unix time), by stage name.
+    queued_at: dict[str, float] = {}
 
     @classmethod
     def from_raw(cls, job_id: str, raw: Mapping[Any, Any]) -> JobRecord | None:
@@ -408,6 +426,8 @@ class JobRecord(BaseModel):
             )
             if h.get("callback_url")
             else None,
+            traceparent=h.get("traceparent") or None,
+            queued_at={s.name: float(h[f"{s.name}_queued_at"]) for s in STAGES if f"{s.name}_queued_at" in h},
         )
 
 
@@ -446,6 +466,7 @@ class NewJob(TypedDict, total=False):
     question_role: str
     #: Where to announce the job's end (checked by `s2s.webhooks.check_destination` first).
     callback_url: str | None
+    traceparent: str | None
 
 
 class AdmissionRefused(Exception):
@@ -526,6 +547,7 @@ class JobStore:
             **({"tools": json.dumps(t)} if (t := new.get("tools")) else {}),
             **({"question_role": q} if (q := new.get("question_role")) else {}),
             **({"callback_url": c} if (c := new.get("callback_url")) else {}),
+            **({"traceparent": tp} if (tp := new.get("traceparent")) else {}),
             **(inputs.fields() if inputs else {}),
         }
         if samples is not None:
@@ -615,7 +637,9 @@ class JobStore:
         self._update(job.id, fields, events, drop_input=stage is STAGES[0])
         return following
 
-    def fail(self, job_id: str, stage: Stage, message: str) -> None:
+    def fail(self, job_id: str, stage: Stage, message: str, reason: str = "error") -> None:
+        """End the job as failed at `stage`: `message` is what the user reads, `reason` one of
+        `FAILURE_REASONS` (what the metrics count it as)."""
         now = time.time()
         self._update(
             job_id,
@@ -623,6 +647,7 @@ class JobStore:
                 "status": Status.FAILED.value,
                 "error_stage": stage.name,
                 "error_message": message,
+                "error_reason": reason if reason in FAILURE_REASONS else "error",
                 f"{stage.name}_ended_at": repr(now),
                 "updated_at": repr(now),
                 "completed_at": repr(now),
@@ -835,10 +860,50 @@ return h
 )
 
 
+# Counts a job that ends into the `METRICS_PREFIX` hashes: `jobs_completed` (field: the route),
+# `jobs_failed` (field: stage|reason), and the histograms `h:job_duration`, `h:job_first_audio`,
+# `h:queue_wait:{stage}` (fields: b1..bN, each bucket's own count, then count and sum).
+_COUNT_ENDED_LUA = (
+    "local BUCKETS = {"
+    + ", ".join(repr(b) for b in JOB_BUCKETS)
+    + "}\nlocal METRICS = '"
+    + METRICS_PREFIX
+    + """'
+local function observe(name, value)
+  local key = METRICS .. 'h:' .. name
+  for i, le in ipairs(BUCKETS) do
+    if value <= le then redis.call('HINCRBY', key, 'b' .. i, 1) break end
+  end
+  redis.call('HINCRBY', key, 'count', 1)
+  redis.call('HINCRBYFLOAT', key, 'sum', value)
+end
+local function count_ended(job, status)
+  local f = redis.call('HMGET', job, 'route', 'created_at', 'completed_at', 'first_audio_at',
+    'error_stage', 'error_reason', 'stt_queued_at', 'stt_started_at', 'llm_queued_at',
+    'llm_started_at', 'tts_queued_at', 'tts_started_at')
+  if status == 'completed' then
+    redis.call('HINCRBY', METRICS .. 'jobs_completed', f[1] or '', 1)
+    if f[2] and f[3] then observe('job_duration', tonumber(f[3]) - tonumber(f[2])) end
+    if f[2] and f[4] then observe('job_first_audio', tonumber(f[4]) - tonumber(f[2])) end
+  else
+    redis.call('HINCRBY', METRICS .. 'jobs_failed', (f[5] or '') .. '|' .. (f[6] or 'error'), 1)
+  end
+  local stages = {'stt', 'llm', 'tts'}
+  for i, stage in ipairs(stages) do
+    local queued, started = f[5 + 2 * i], f[6 + 2 * i]
+    if queued and started then
+      observe('queue_wait:' .. stage, math.max(0, tonumber(started) - tonumber(queued)))
+    end
+  end
+end
+"""
+)
+
 # KEYS: job, channel, input, active, log, webhook outbox. ARGV: job id, new status or '', drop
 # input '1'/'0', events as JSON [[type, data], ...], ttl, log maxlen, then the fields.
 _UPDATE_LUA = (
     _LOG_EVENT_LUA
+    + _COUNT_ENDED_LUA
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local was = redis.call('HGET', KEYS[1], 'status')
@@ -850,6 +915,7 @@ if ARGV[2] == 'completed' or ARGV[2] == 'failed' then
   redis.call('ZREM', KEYS[4], ARGV[1])
   local client = redis.call('HGET', KEYS[1], 'client')
   if client and client ~= '' then redis.call('ZREM', KEYS[4] .. ':' .. client, ARGV[1]) end
+  count_ended(KEYS[1], ARGV[2])
   if ARGV[2] == 'failed' then
     -- A failed job's total too: how long the client waited for the news.
     local created = redis.call('HGET', KEYS[1], 'created_at')

@@ -23,10 +23,11 @@ from redis.exceptions import RedisError
 from rq import Callback, Queue, Retry, SimpleWorker, Worker
 from rq.exceptions import AbandonedJobError, DuplicateJobError, NoSuchJobError, StopRequested
 from rq.executions import Execution
-from rq.job import Job, JobStatus
+from rq.job import Job, JobStatus, get_current_job
 from rq.serializers import JSONSerializer
 from rq.timeouts import JobTimeoutException
 
+from . import metrics
 from .jobs import STAGE_BY_NAME, STAGES, JobStore, Stage
 from .settings import Settings
 
@@ -175,6 +176,13 @@ class StageQueues:
             return
         queue.enqueue_job(job)
 
+    def depths(self) -> dict[str, int]:
+        """Jobs waiting in each stage's queue."""
+        with self.redis.pipeline(transaction=False) as p:
+            for s in STAGES:
+                p.llen(self.queue(s).key)
+            return {s.name: int(n) for s, n in zip(STAGES, p.execute(), strict=True)}
+
     def live_workers(self) -> dict[str, int]:
         """Workers registered (and not yet timed out) per stage."""
         return {s.name: len(Worker.all(queue=self.queue(s))) for s in STAGES}
@@ -200,12 +208,45 @@ def on_failure(
 ) -> None:
     """RQ's failure callback: also called for jobs whose worker died. Marks the pipeline job
     failed once RQ has no retry left for it."""
-    if job.retries_left:
-        return
     stage_name, job_id = job.args
+    if job.retries_left:
+        metrics.STAGE_RETRIES.labels(stage_name).inc()
+        return
     stage = STAGE_BY_NAME[stage_name]
-    log.error("%s: job %s failed for good: %s: %s", stage_name, job_id, exc_type and exc_type.__name__, exc)
-    JobStore(connection).fail(job_id, stage, failure_message(stage, exc_type, exc))
+    log.error(
+        "%s: job %s failed for good: %s: %s",
+        stage_name,
+        job_id,
+        exc_type and exc_type.__name__,
+        exc,
+        extra={
+            "job_id": job_id,
+            "stage": stage_name,
+            "reason": failure_reason(exc_type),
+            "detail": failure_message(stage, exc_type, exc),
+            "error": exc_type and exc_type.__name__,
+        },
+    )
+    JobStore(connection).fail(job_id, stage, failure_message(stage, exc_type, exc), failure_reason(exc_type))
+    metrics.STAGE_FAILURES.labels(stage_name, failure_reason(exc_type)).inc()
+
+
+def current_attempt(retries: int) -> int:
+    """Which try of its stage the RQ job this worker runs now is: 1 for the first, up to
+    `retries` + 1 (the `STAGE_RETRIES` it was queued with); 1 outside an RQ job."""
+    job = get_current_job()
+    if job is None or job.retries_left is None:
+        return 1
+    return max(1, retries - job.retries_left + 1)
+
+
+def failure_reason(exc_type: type[BaseException] | None) -> str:
+    """What a failure RQ reports is counted as (`s2s.jobs.FAILURE_REASONS`)."""
+    if exc_type is not None and issubclass(exc_type, AbandonedJobError):
+        return "worker_lost"
+    if exc_type is not None and issubclass(exc_type, JobTimeoutException):
+        return "time_limit"
+    return "error"
 
 
 def failure_message(stage: Stage, exc_type: type[BaseException] | None, exc: BaseException | None) -> str:

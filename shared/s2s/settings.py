@@ -12,13 +12,14 @@ from __future__ import annotations
 import base64
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 PositiveInt = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a friendly voice assistant. Your answer will be spoken aloud, so reply in one or two "
@@ -57,6 +58,8 @@ class Settings(BaseSettings):
     redis_url: str = "redis://127.0.0.1:6379/0"
     job_ttl_s: PositiveInt = 24 * 3600
     log_level: str = "INFO"
+    #: "plain": each service's own lines; "json": one JSON object per line on stderr (`s2s.logs`).
+    log_format: Literal["plain", "json"] = "plain"
 
     # --- API
     api_host: str = "127.0.0.1"
@@ -91,6 +94,17 @@ class Settings(BaseSettings):
     api_docs: bool = True
     #: Bearer tokens; empty means the API is open. Comma separated in the environment.
     api_keys: Annotated[list[str], NoDecode] = []
+
+    # --- metrics (Prometheus; s2s.metrics)
+    #: With API keys set, /metrics takes a key or this token (`Authorization: Bearer`); without
+    #: keys, /metrics needs this token when it is set.
+    metrics_token: SecretStr | None = None
+    #: Where each worker serves its own /metrics: the address, and a port per service (empty: none).
+    metrics_host: str = "127.0.0.1"
+    stt_metrics_port: Port | None = 9101
+    llm_metrics_port: Port | None = 9102
+    tts_metrics_port: Port | None = 9103
+    webhook_metrics_port: Port | None = 9104
 
     # --- webhooks (`callback_url` on POST /v1/jobs; s2s.webhooks)
     #: The signing secret, Standard Webhooks style: `whsec_` + base64 (24 bytes or more). Without
@@ -170,6 +184,18 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [int(v) for v in value.split(",") if v.strip()]
         return value
+
+    @field_validator(
+        "stt_metrics_port", "llm_metrics_port", "tts_metrics_port", "webhook_metrics_port", mode="before"
+    )
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
 
     @field_validator("webhook_retry_s", mode="before")
     @classmethod

@@ -45,7 +45,10 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 from redis import Redis
 
+from . import tracing
 from .jobs import WEBHOOK_OUTBOX, JobRecord, JobStore, job_key
+from .logs import setup_logging
+from .metrics import WEBHOOK_DELIVERIES, init_webhooks, serve_metrics
 from .settings import Settings, load_settings
 from .views import JobView
 
@@ -229,19 +232,41 @@ class Outbox:
             self._record(job_id, None, "failed")  # expired, or never owed: nothing to announce
             return True
         done = job.webhook.attempts if job.webhook else 0
-        error = attempt(http, job, self.settings)
         tries = done + 1
+        with tracing.webhook(job.id, job.traceparent, tries):
+            error = attempt(http, job, self.settings)
         fields = ["webhook_attempts", str(tries), "webhook_last_error", error or ""]
         if error is None:
-            log.info("job %s: webhook delivered (attempt %d)", job_id, tries)
+            log.info(
+                "job %s: webhook delivered (attempt %d)",
+                job_id,
+                tries,
+                extra={"job_id": job_id, "attempt": tries},
+            )
             self._record(job_id, None, "delivered", *fields)
+            WEBHOOK_DELIVERIES.labels("delivered").inc()
         elif tries > len(self.settings.webhook_retry_s):
-            log.warning("job %s: webhook failed for good after %d attempts: %s", job_id, tries, error)
+            log.warning(
+                "job %s: webhook failed for good after %d attempts: %s",
+                job_id,
+                tries,
+                error,
+                extra={"job_id": job_id, "attempt": tries, "detail": error},
+            )
             self._record(job_id, None, "failed", *fields)
+            WEBHOOK_DELIVERIES.labels("failed").inc()
         else:
             wait = self.settings.webhook_retry_s[tries - 1]
-            log.info("job %s: webhook attempt %d failed (%s); next in %g s", job_id, tries, error, wait)
+            log.info(
+                "job %s: webhook attempt %d failed (%s); next in %g s",
+                job_id,
+                tries,
+                error,
+                wait,
+                extra={"job_id": job_id, "attempt": tries, "detail": error, "retry_in_s": wait},
+            )
             self._record(job_id, time.time() + wait, "pending", *fields)
+            WEBHOOK_DELIVERIES.labels("retried").inc()
         return True
 
     def _record(self, job_id: str, due: float | None, status: str, *fields: str) -> None:
@@ -269,7 +294,10 @@ class Outbox:
 def main() -> None:
     """`s2s-webhook-worker`: deliver the outbox with `CONCURRENCY` threads until SIGTERM/SIGINT."""
     settings = load_settings("s2s-webhook-worker")
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    setup_logging(settings, "webhook-worker")
+    tracing.setup("webhook-worker")
+    init_webhooks()
+    serve_metrics(settings.webhook_metrics_port, settings.metrics_host, "s2s-webhook-worker")
     redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
     outbox = Outbox(redis, settings)
     if settings.webhook_secret is None:

@@ -24,10 +24,12 @@ from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
 from redis import Redis
 
+from . import metrics, tracing
 from .errors import ConfigError, LetGo, PermanentStageError
 from .jobs import JobRecord, Stage, StageOutput
+from .logs import setup_logging
 from .pipeline import Pipeline
-from .queues import work_until_stopped
+from .queues import current_attempt, work_until_stopped
 from .registry import Registry
 from .settings import Settings, load_settings
 
@@ -59,6 +61,8 @@ class StageHandler(ABC, Generic[E]):
         #: Time the current job's `process` spent waiting rather than working (TTS waiting for
         #: the LLM's next sentence); not counted as the stage's own work.
         self.idle_s = 0.0
+        #: Seconds of audio the current job's `process` heard (STT) or spoke (TTS), for metrics.
+        self.audio_s = 0.0
 
     def warmup(self) -> None:
         """Run the stage's real path once before taking jobs, so the first job costs what later
@@ -76,7 +80,12 @@ class StageHandler(ABC, Generic[E]):
     def handle(self, job_id: str) -> None:
         job = self.store.start_stage(job_id, self.stage)
         if job is None:
-            log.warning("%s: job %s has expired; nothing to do", self.stage.name, job_id)
+            log.warning(
+                "%s: job %s has expired; nothing to do",
+                self.stage.name,
+                job_id,
+                extra={"job_id": job_id, "stage": self.stage.name},
+            )
             return
         if job.status.terminal:
             return  # a redelivery to a job that has ended
@@ -87,16 +96,32 @@ class StageHandler(ABC, Generic[E]):
             self.pipeline.start_next(job, self.stage)
             return
         started = time.perf_counter()
-        self.idle_s = 0.0
+        self.idle_s = self.audio_s = 0.0
+        name, attempt = self.stage.name, current_attempt(self.settings.stage_retries)
+        queued_at = job.queued_at.get(name)
+        fields: dict[str, Any] = {"job_id": job_id, "stage": name, "attempt": attempt}
+        if queued_at is not None:
+            fields["wait_s"] = round(max(0.0, time.time() - queued_at), 4)
+        log.info("%s: job %s: stage started (attempt %d)", name, job_id, attempt, extra=fields)
         try:
-            output = self.process(job)
+            with tracing.stage(name, job_id, job.traceparent, queued_at, attempt):
+                output = self.process(job)
         except PermanentStageError as exc:
-            self.store.fail(job_id, self.stage, str(exc))
+            failed = {**fields, "reason": exc.reason, "detail": str(exc)}
+            log.info("%s: job %s: stage failed: %s", name, job_id, exc, extra=failed)
+            self.store.fail(job_id, self.stage, str(exc), exc.reason)
+            metrics.STAGE_FAILURES.labels(name, exc.reason).inc()
             return
         except LetGo as exc:
-            log.info("%s: job %s: %s; letting go until it is handed over again", self.stage.name, job_id, exc)
+            log.info(
+                "%s: job %s: %s; letting go until it is handed over again", name, job_id, exc, extra=fields
+            )
             return
-        self.pipeline.hand_over(job, self.stage, time.perf_counter() - started - self.idle_s, output)
+        seconds = time.perf_counter() - started - self.idle_s
+        self.pipeline.hand_over(job, self.stage, seconds, output)
+        metrics.observe_stage(name, seconds, self.audio_s)
+        fields["duration_s"] = round(seconds, 4)
+        log.info("%s: job %s: stage ended in %.3f s", name, job_id, seconds, extra=fields)
 
 
 _installed: dict[str, StageHandler[Any]] = {}
@@ -133,10 +158,11 @@ def serve(
     args = parser.parse_args(argv)
     prog = parser.prog
     settings = load_settings(prog)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format=f"%(asctime)s {stage_name} %(levelname)s %(message)s"
-    )
+    setup_logging(settings, f"{stage_name}-worker")
+    tracing.setup(f"{stage_name}-worker")
     backend = getattr(settings, f"{stage_name}_backend")
+    metrics.init_stage(stage_name)
+    metrics.serve_metrics(getattr(settings, f"{stage_name}_metrics_port"), settings.metrics_host, prog)
     started = time.perf_counter()
     try:
         engine = load_engine(registry, backend, settings)
@@ -146,6 +172,7 @@ def serve(
     log.info(
         "%s backend %r loaded and warmed up in %.2f s", stage_name, backend, time.perf_counter() - started
     )
+    loading = started
 
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=5, socket_timeout=60, health_check_interval=15
@@ -155,6 +182,7 @@ def serve(
     started = time.perf_counter()
     handler.warmup()
     log.info("%s: the stage's real path warmed up in %.2f s", stage_name, time.perf_counter() - started)
+    metrics.MODEL_LOAD.labels(stage_name).set(time.perf_counter() - loading)
     handler.announce()
     install(handler)
 

@@ -8,7 +8,7 @@ from typing import Self
 import numpy as np
 
 from s2s.audio import STT_SAMPLE_RATE
-from s2s.errors import PermanentStageError
+from s2s.errors import NoSpeechError
 from s2s.jobs import STAGE_BY_NAME, JobRecord, Segment, Transcript
 from s2s.registry import Registry
 from s2s.settings import Settings
@@ -49,6 +49,7 @@ class STTHandler(StageHandler[STTEngine]):
 
     def process(self, job: JobRecord) -> Transcript:
         audio = self.store.input_audio(job.id)
+        self.audio_s = len(audio) / STT_SAMPLE_RATE
         segments = None
         if job.timestamps:
             # Whisper's timestamps come in steps of 20 ms and may overshoot the end a little.
@@ -62,5 +63,5 @@ class STTHandler(StageHandler[STTEngine]):
         else:
             text = " ".join(self.engine.transcribe(audio).split())
         if not any(ch.isalnum() for ch in text):
-            raise PermanentStageError("no speech heard in the recording")
+            raise NoSpeechError("no speech heard in the recording")
         return Transcript(transcript=text, segments=segments)

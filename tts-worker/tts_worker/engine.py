@@ -88,6 +88,7 @@ class TTSHandler(StageHandler[TTSEngine]):
         for index, sentence in self._sentences(job, done):
             pcm = float_to_pcm16(self.engine.synthesize(sentence, voice))
             self.store.append_audio(job.id, index, pcm, rate)
+            self.audio_s += len(pcm) / 2 / rate
         if self.store.audio_chunks(job.id) == 0:
             raise PermanentStageError("there is no reply to speak")
         return SpokenReply(audio_sample_rate=rate)

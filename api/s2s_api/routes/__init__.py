@@ -3,7 +3,7 @@ conversations, voices, the OpenAI-compatible audio API, health."""
 
 from fastapi import APIRouter
 
-from . import conversations, events, health, jobs, openai, page, voices
+from . import conversations, events, health, jobs, metrics, openai, page, voices
 
 ROUTERS: tuple[APIRouter, ...] = (
     jobs.router,
@@ -12,6 +12,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     voices.router,
     openai.router,
     health.router,
+    metrics.router,
     page.router,
 )
 

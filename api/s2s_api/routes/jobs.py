@@ -12,8 +12,18 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, Request, Respon
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from s2s import audio, webhooks
-from s2s.jobs import AdmissionLimits, JobRecord, NewJob, audio_key, is_job_id, job_key
+from s2s import audio, tracing, webhooks
+from s2s.jobs import (
+    FULL_ROUTE,
+    AdmissionLimits,
+    JobRecord,
+    NewJob,
+    audio_key,
+    is_job_id,
+    job_key,
+    route_name,
+)
+from s2s.metrics import JOBS_ACCEPTED
 from s2s.pipeline import Pipeline
 from s2s.settings import Settings
 from s2s.voices import VoiceBook
@@ -134,7 +144,12 @@ def admit(
     )
     job = NewJob(owner=caller, client=client, limits=limits)
     job.update(new)
-    return pipeline.submit(samples, **job)
+    route = route_name(new.get("route") or FULL_ROUTE)
+    with tracing.upload(route) as traceparent:
+        job["traceparent"] = traceparent
+        admitted = pipeline.submit(samples, **job)
+    JOBS_ACCEPTED.labels(route).inc()
+    return admitted
 
 
 def _not_found(job_id: str) -> HTTPException:
