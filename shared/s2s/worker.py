@@ -161,8 +161,6 @@ def serve(
     setup_logging(settings, f"{stage_name}-worker")
     tracing.setup(f"{stage_name}-worker")
     backend = getattr(settings, f"{stage_name}_backend")
-    metrics.init_stage(stage_name)
-    metrics.serve_metrics(getattr(settings, f"{stage_name}_metrics_port"), settings.metrics_host, prog)
     started = time.perf_counter()
     try:
         engine = load_engine(registry, backend, settings)
@@ -173,6 +171,9 @@ def serve(
         "%s backend %r loaded and warmed up in %.2f s", stage_name, backend, time.perf_counter() - started
     )
     loading = started
+    # Only a worker that could load its model serves metrics (one that cannot stops with one line).
+    metrics.init_stage(stage_name)
+    metrics.serve_metrics(getattr(settings, f"{stage_name}_metrics_port"), settings.metrics_host, prog)
 
     redis = Redis.from_url(
         settings.redis_url, socket_connect_timeout=5, socket_timeout=60, health_check_interval=15
