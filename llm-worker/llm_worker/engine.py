@@ -60,6 +60,7 @@ BACKENDS: Registry[LLMEngine] = Registry(
     {
         "xllamacpp": "llm_worker.backends.xllamacpp:LlamaCppEngine",
         "transformers": "llm_worker.backends.hf_transformers:TransformersEngine",
+        "openai": "llm_worker.backends.openai_server:OpenAIServerEngine",
     },
 )
 

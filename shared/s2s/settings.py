@@ -51,6 +51,23 @@ class TransformersSettings(BaseModel):
     dtype: Annotated[str, Field(pattern=r"^(auto|float32|float16|bfloat16)$")] = "auto"
 
 
+class OpenAISettings(BaseModel):
+    """LLM_BACKEND=openai: an OpenAI-compatible server (vLLM, llama.cpp's server, Ollama, TGI)."""
+
+    #: Its API root, e.g. http://vllm:8000/v1.
+    base_url: str = ""
+    #: The model name the server knows it by.
+    model: str = ""
+    api_key: SecretStr | None = None
+    #: How long a reply may take to start and between its pieces.
+    timeout_s: PositiveFloat = 60.0
+
+    @field_validator("api_key")
+    @classmethod
+    def _empty_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return value if value is not None and value.get_secret_value() else None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", env_nested_delimiter="__")
 
@@ -160,6 +177,7 @@ class Settings(BaseSettings):
     torch: TorchSettings = TorchSettings()
     nemo: NemoSettings = NemoSettings()
     transformers: TransformersSettings = TransformersSettings()
+    openai: OpenAISettings = OpenAISettings()
 
     @field_validator("llm_system_prompt", mode="before")
     @classmethod
