@@ -11,13 +11,12 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from redis import Redis
-from redis.asyncio import BlockingConnectionPool
-from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from s2s.connection import connect, connect_async
 from s2s.errors import AudioError, AudioTooLongError, EmptyAudioError
 from s2s.jobs import AdmissionRefused, ConversationRefused
 from s2s.pipeline import Pipeline
@@ -62,8 +61,8 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     # A Redis that has just restarted answers LOADING while it reads its append-only file: wait
     # that out like a dropped connection rather than failing the request.
     transient = [RedisConnectionError, RedisTimeoutError, BusyLoadingError]
-    app.state.redis = redis or Redis.from_url(
-        settings.redis_url,
+    app.state.redis = redis or connect(
+        settings,
         socket_connect_timeout=2,
         socket_timeout=10,
         health_check_interval=10,
@@ -72,11 +71,9 @@ def create_app(settings: Settings | None = None, redis: Redis | None = None) -> 
     app.state.pipeline = Pipeline.from_settings(app.state.redis, settings)
     # Long polls wait on the event loop, not in threads, so their number is not capped by the pool;
     # a blocking pool makes a burst of reads queue for a connection instead of failing.
-    pool = BlockingConnectionPool.from_url(
-        settings.redis_url, max_connections=ASYNC_POOL_SIZE, timeout=10, socket_connect_timeout=2
-    )
     app.state.events = JobEvents(
-        AsyncRedis(connection_pool=pool, retry_on_error=transient), max_waiters=settings.max_waiters
+        connect_async(settings, ASYNC_POOL_SIZE, socket_connect_timeout=2, retry_on_error=transient),
+        max_waiters=settings.max_waiters,
     )
     app.add_middleware(
         RequestGuard, settings=settings, max_body_bytes=settings.max_upload_bytes + MULTIPART_OVERHEAD

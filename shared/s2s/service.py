@@ -38,11 +38,11 @@ def health() -> int:
             port = os.environ.get("API_PORT", "8000")
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=4)
             return 0
-        from redis import Redis
-
+        from .connection import connect
         from .queues import registered_workers
+        from .settings import Settings
 
-        redis = Redis.from_url(os.environ["REDIS_URL"], socket_connect_timeout=4)
+        redis = connect(Settings(), socket_connect_timeout=4)
         if service == "webhook-worker":
             from .webhooks import HEARTBEAT_KEY
 

@@ -73,6 +73,12 @@ class Settings(BaseSettings):
 
     # --- shared by every service
     redis_url: str = "redis://127.0.0.1:6379/0"
+    #: Redis Sentinels (host:port, comma separated): then the master of `redis_master_name` is
+    #: found through them and followed across failovers (`s2s.connection`); REDIS_URL gives only
+    #: the password and database.
+    redis_sentinels: Annotated[list[str], NoDecode] = []
+    redis_master_name: str = "s2s"
+    redis_sentinel_password: SecretStr | None = None
     job_ttl_s: PositiveInt = 24 * 3600
     log_level: str = "INFO"
     #: "plain": each service's own lines; "json": one JSON object per line on stderr (`s2s.logs`).
@@ -189,7 +195,7 @@ class Settings(BaseSettings):
     def _expand(cls, value: Path) -> Path:
         return value.expanduser()
 
-    @field_validator("api_keys", "webhook_allow_hosts", mode="before")
+    @field_validator("api_keys", "webhook_allow_hosts", "redis_sentinels", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
@@ -210,7 +216,7 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("metrics_token")
+    @field_validator("metrics_token", "redis_sentinel_password")
     @classmethod
     def _empty_secret(cls, value: SecretStr | None) -> SecretStr | None:
         return value if value is not None and value.get_secret_value() else None

@@ -46,6 +46,7 @@ import httpx
 from redis import Redis
 
 from . import tracing
+from .connection import connect
 from .jobs import WEBHOOK_OUTBOX, JobRecord, JobStore, job_key
 from .logs import setup_logging
 from .metrics import WEBHOOK_DELIVERIES, init_webhooks, serve_metrics
@@ -298,7 +299,7 @@ def main() -> None:
     tracing.setup("webhook-worker")
     init_webhooks()
     serve_metrics(settings.webhook_metrics_port, settings.metrics_host, "s2s-webhook-worker")
-    redis = Redis.from_url(settings.redis_url, socket_connect_timeout=5, socket_timeout=30)
+    redis = connect(settings, socket_connect_timeout=5, socket_timeout=30)
     outbox = Outbox(redis, settings)
     if settings.webhook_secret is None:
         log.warning("WEBHOOK_SECRET is not set: the API takes no callback_url, and any still owed fail")

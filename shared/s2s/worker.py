@@ -22,9 +22,8 @@ import uuid
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Generic, Protocol, Self, TypeVar
 
-from redis import Redis
-
 from . import metrics, tracing
+from .connection import connect
 from .errors import ConfigError, LetGo, PermanentStageError
 from .jobs import JobRecord, Stage, StageOutput
 from .logs import setup_logging
@@ -175,9 +174,7 @@ def serve(
     metrics.init_stage(stage_name)
     metrics.serve_metrics(getattr(settings, f"{stage_name}_metrics_port"), settings.metrics_host, prog)
 
-    redis = Redis.from_url(
-        settings.redis_url, socket_connect_timeout=5, socket_timeout=60, health_check_interval=15
-    )
+    redis = connect(settings, socket_connect_timeout=5, socket_timeout=60, health_check_interval=15)
     pipeline = Pipeline.from_settings(redis, settings)
     handler = handler_cls(engine, pipeline, settings)
     started = time.perf_counter()
