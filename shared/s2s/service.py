@@ -46,7 +46,7 @@ def health() -> int:
         if service == "webhook-worker":
             from .webhooks import HEARTBEAT_KEY
 
-            return 0 if redis.keys(f"{HEARTBEAT_KEY}{socket.gethostname()}:*") else 1
+            return 0 if any(redis.scan_iter(f"{HEARTBEAT_KEY}{socket.gethostname()}:*")) else 1
         names = registered_workers(redis)
         me = f"{service.removesuffix('-worker')}-{socket.gethostname()}-"
         return 0 if any(name.startswith(me) for name in names) else 1
