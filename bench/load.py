@@ -311,7 +311,12 @@ def queued(job: Job) -> float | None:
 
 
 def report(
-    run: Run, result: Audit, args: argparse.Namespace, clips: list[Clip], load_s: float
+    run: Run,
+    result: Audit,
+    args: argparse.Namespace,
+    clips: list[Clip],
+    load_s: float,
+    workers: dict[str, int],
 ) -> tuple[str, bool]:
     jobs = run.jobs
     accepted = [j for j in jobs if j.id is not None]
@@ -330,6 +335,12 @@ def report(
     stages = {s: [v for j in done if (v := timing(j, f"{s}_s")) is not None] for s in STAGES}
     totals = [v for j in done if (v := timing(j, "total_s")) is not None]
     waits = [w for j in done if (w := queued(j)) is not None]
+    # Where jobs wait longest is the stage that lacks workers: the one to add replicas to.
+    stage_waits = {s: [v for j in done if (v := timing(j, f"{s}_wait_s")) is not None] for s in STAGES}
+    wait_p50 = {s: pct(v, 50) for s, v in stage_waits.items()}
+    bottleneck = max(
+        (s for s in STAGES if wait_p50[s] is not None), key=lambda s: wait_p50[s] or 0.0, default=None
+    )
     first = min((j.first_try for j in jobs if j.first_try is not None), default=None)
     last = max((j.seen_done for j in done if j.seen_done is not None), default=None)
     span = (last - first) if first is not None and last is not None else None
@@ -345,7 +356,8 @@ def report(
         f"Load test, {len(jobs)} uploads from {args.clients} concurrent clients, {len(clips)} spoken "
         f"questions ({min(c.seconds for c in clips):.1f}–{max(c.seconds for c in clips):.1f} s, Piper), "
         f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d')}; "
-        f"time limit {args.timeout:g} s, load ran {load_s / 60:.1f} min\n\n"
+        f"time limit {args.timeout:g} s, load ran {load_s / 60:.1f} min; workers (STT / LLM / TTS) "
+        f"{' / '.join(str(workers.get(s, '?')) for s in STAGES)}\n\n"
     )
     rows = [
         ("uploads planned / accepted", f"{len(jobs)} / {len(accepted)}"),
@@ -383,6 +395,11 @@ def report(
             "queues + hand-overs p50 / p95 (total − stages)",
             f"{fmt_s(pct(waits, 50))} / {fmt_s(pct(waits, 95))}",
         ),
+        (
+            "queue wait per stage p50: STT / LLM / TTS",
+            " / ".join(fmt_s(wait_p50[s]) for s in STAGES),
+        ),
+        ("bottleneck (the stage whose queue jobs wait in longest)", bottleneck or "–"),
         (
             "upload until accepted p50 / p95 (incl. 429 waits)",
             f"{fmt_s(pct(accept, 50))} / {fmt_s(pct(accept, 95))}",
@@ -488,7 +505,8 @@ def main(argv: list[str] | None = None) -> int:
     load_s = time.monotonic() - started
 
     result = audit(run.jobs, base_url, headers)
-    out, ok = report(run, result, args, clips, load_s)
+    workers = ready.json().get("workers") or {}
+    out, ok = report(run, result, args, clips, load_s, workers)
     print(out)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
