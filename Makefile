@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status install test test-fast lint typecheck test-light test-heavy check-docker check-monitoring bench load lock
+.PHONY: up down status install test test-fast lint typecheck test-light test-heavy check-docker check-monitoring check-kubernetes bench load lock
 
 up:
 	@scripts/s2s up
@@ -47,13 +47,17 @@ test-heavy:
 check-docker:
 	scripts/check-docker
 
+# The Kubernetes manifests' KEDA resources against KEDA's schemas (the rest: tests/test_kubernetes.py).
+check-kubernetes:
+	scripts/check-kubernetes
+
 # The monitoring profile's files: promtool on monitoring/prometheus.yml and on every dashboard query.
 check-monitoring:
 	scripts/check-monitoring
 
 # Everything: style, types, the light suite (real Redis, real CPU models, crash tests), the GPU
 # backends on tiny models, and the static checks of the Docker and monitoring files.
-test: lint typecheck check-docker check-monitoring test-heavy test-light
+test: lint typecheck check-docker check-monitoring check-kubernetes test-heavy test-light
 
 bench: install
 	$(PY) bench/e2e.py --out bench/results/e2e.md
