@@ -12,7 +12,7 @@ import threading
 
 import xllamacpp as xlc
 
-from llm_worker.backends.xllamacpp import bundled_model
+from llm_worker.backends.xllamacpp import model_path
 from s2s.settings import Settings
 
 #: The model name the tests ask for; llama.cpp's server answers with the one it has.
@@ -22,7 +22,7 @@ MODEL = "qwen2.5-0.5b"
 def main(port: int) -> None:
     settings = Settings()
     params = xlc.CommonParams()
-    params.model.path = str(bundled_model(settings.model_cache_dir))
+    params.model.path = str(model_path(settings.llm_model, settings.model_cache_dir))
     params.model_alias = {MODEL}
     params.n_ctx = settings.llm_context_tokens
     params.n_parallel = 2

@@ -80,7 +80,8 @@ def test_job_goes_through_every_stage(
     assert job is not None and job.status is Status.COMPLETED
     # markdown and emoji never reach the TTS
     assert job.reply == "You said: HEARD 16000 SAMPLES. Goodbye!"
-    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]
+    # The voice is given the spoken form; the reply the user reads keeps its digits.
+    assert engines["tts"].calls == ["You said: HEARD sixteen thousand SAMPLES.", "Goodbye!"]
     t = job.timings
     assert t.stt_s is not None and t.llm_s is not None and t.tts_s is not None and t.total_s is not None
     assert t.total_s >= t.stt_s + t.llm_s + t.tts_s
@@ -352,7 +353,7 @@ def test_a_retry_of_tts_neither_repeats_nor_reorders_audio(
     drain("tts")  # the retry
     job = store.get(job_id)
     assert job is not None and job.status is Status.COMPLETED
-    assert tts.calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]  # the first sentence once
+    assert tts.calls == ["You said: HEARD sixteen thousand SAMPLES.", "Goodbye!"]  # the first sentence once
     assert [d["index"] for k, d in _log(store, job_id) if k == "audio.chunk"] == [0, 1]
     assert store.audio_chunks(job_id) == 2
 
@@ -545,7 +546,7 @@ def test_tts_lets_go_while_the_llm_waits_for_a_retry_and_gets_the_job_back(
     drain("tts")
     job = store.get(job_id)
     assert job is not None and job.status is Status.COMPLETED, job
-    assert engines["tts"].calls == ["You said: HEARD 16000 SAMPLES.", "Goodbye!"]
+    assert engines["tts"].calls == ["You said: HEARD sixteen thousand SAMPLES.", "Goodbye!"]
     assert store.audio_chunks(job_id) == 2
 
 

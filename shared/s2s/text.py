@@ -1,11 +1,13 @@
-"""Text that a voice can say: what the LLM writes is cleaned here, and split for synthesis; and
-how much text a prompt may carry."""
+"""Text that a voice can say: what the LLM writes is cleaned here, split for synthesis, and put in
+spoken form for the voice; and how much text a prompt may carry."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+from num2words import num2words  # type: ignore[import-untyped]
 
 _CODE_BLOCK = re.compile(r"```.*?(```|$)", re.S)
 _INLINE_CODE = re.compile(r"`([^`]*)`")
@@ -17,7 +19,7 @@ _EMPHASIS = re.compile(r"(\*{1,3}|_{1,3}|~~)(\S(?:.*?\S)?)\1")
 _LEFTOVER_MARKS = re.compile(r"[*_#`~|<>\[\]{}]")
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?…])\s+(?=\S)")
-_SAYABLE_SYMBOLS = set("%$€£&+=@")
+_SAYABLE_SYMBOLS = set("%$€£&+=@°")
 
 
 def speakable(text: str) -> str:
@@ -80,3 +82,91 @@ def recent_messages(messages: Sequence[tuple[str, str]], max_tokens: int) -> lis
             break
         kept.append((role, text))
     return kept[::-1]
+
+
+# ---------------------------------------------------------------- spoken form
+# What the voice is given, not what the user reads: numbers, units, symbols and abbreviations
+# written out ("0 °C" -> "zero degrees Celsius"). Numbers are put into words by num2words; the
+# rest is a short list, since a voice reads anything else as it is written.
+
+#: Abbreviations that end in a dot, as the voice should say them.
+_ABBREVIATIONS = {
+    "Dr.": "Doctor", "Mr.": "Mister", "Mrs.": "Missus", "Ms.": "Miz", "Prof.": "Professor",
+    "Jr.": "Junior", "Sr.": "Senior", "e.g.": "for example", "i.e.": "that is",
+    "etc.": "et cetera", "vs.": "versus", "approx.": "approximately", "Mt.": "Mount",
+}  # fmt: skip
+#: Units after a number: (singular, plural).
+_UNITS = {
+    "km/h": ("kilometre per hour", "kilometres per hour"), "mph": ("mile per hour", "miles per hour"),
+    "km": ("kilometre", "kilometres"), "cm": ("centimetre", "centimetres"),
+    "mm": ("millimetre", "millimetres"),
+    "m": ("metre", "metres"), "kg": ("kilogram", "kilograms"), "mg": ("milligram", "milligrams"),
+    "g": ("gram", "grams"), "ml": ("millilitre", "millilitres"), "l": ("litre", "litres"),
+    "L": ("litre", "litres"), "mi": ("mile", "miles"), "ft": ("foot", "feet"), "lb": ("pound", "pounds"),
+    "lbs": ("pound", "pounds"), "oz": ("ounce", "ounces"), "h": ("hour", "hours"), "hrs": ("hour", "hours"),
+    "min": ("minute", "minutes"), "s": ("second", "seconds"), "ms": ("millisecond", "milliseconds"),
+    "kHz": ("kilohertz", "kilohertz"), "MHz": ("megahertz", "megahertz"), "GHz": ("gigahertz", "gigahertz"),
+    "Hz": ("hertz", "hertz"), "KB": ("kilobyte", "kilobytes"), "MB": ("megabyte", "megabytes"),
+    "GB": ("gigabyte", "gigabytes"), "TB": ("terabyte", "terabytes"), "W": ("watt", "watts"),
+    "kW": ("kilowatt", "kilowatts"), "V": ("volt", "volts"),
+}  # fmt: skip
+_CURRENCIES = {"$": ("dollar", "dollars", "cent", "cents"), "€": ("euro", "euros", "cent", "cents"),
+               "£": ("pound", "pounds", "penny", "pence")}  # fmt: skip
+_SYMBOLS = {"&": " and ", "+": " plus ", "=": " equals ", "@": " at "}
+
+_NUMBER = r"-?\d+(?:,\d{3})*(?:\.\d+)?"
+_ABBREVIATION = re.compile("|".join(re.escape(a) for a in sorted(_ABBREVIATIONS, key=len, reverse=True)))
+_TEMPERATURE = re.compile(rf"({_NUMBER})\s*°\s*([CF])\b|({_NUMBER})([CF])\b")
+_DEGREES = re.compile(rf"({_NUMBER})\s*°")
+_MONEY = re.compile(rf"([$€£])\s?({_NUMBER})")
+_PERCENT = re.compile(rf"({_NUMBER})\s*%")
+_UNIT = re.compile(
+    rf"({_NUMBER})\s?({'|'.join(re.escape(u) for u in sorted(_UNITS, key=len, reverse=True))})(?![\w/])"
+)
+_ORDINAL = re.compile(r"\b(\d+)(st|nd|rd|th)\b")
+_YEAR = re.compile(r"\b(in|since|until|by|from|of|year)\s+(1[1-9]\d\d|20\d\d)\b", re.I)
+# Not inside a version or an address ("2.0.1", "10.0.0.1"): those are read as written.
+_BARE_NUMBER = re.compile(rf"(?<![\w.]){_NUMBER}(?![\w]|\.\d)")
+
+
+def _number(text: str) -> str:
+    value = float(text.replace(",", ""))
+    return str(num2words(int(value) if value.is_integer() and "." not in text else value))
+
+
+def _counted(text: str, forms: tuple[str, str]) -> str:
+    return f"{_number(text)} {forms[0] if float(text.replace(',', '')) == 1 else forms[1]}"
+
+
+def _money(m: re.Match[str]) -> str:
+    one, many, small_one, small_many = _CURRENCIES[m.group(1)]
+    whole, _, cents = m.group(2).replace(",", "").partition(".")
+    said = _counted(whole, (one, many))
+    if cents and int(cents):
+        said += f" and {_counted(cents[:2].ljust(2, '0'), (small_one, small_many))}"
+    return said
+
+
+_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], str]]] = [
+    # The abbreviation's dot may also end the sentence.
+    (_ABBREVIATION, lambda m: _ABBREVIATIONS[m.group(0)] + ("." if m.end() == len(m.string) else "")),
+    (_TEMPERATURE, lambda m: f"{_number(m.group(1) or m.group(3))} degrees "
+                             f"{'Celsius' if (m.group(2) or m.group(4)) == 'C' else 'Fahrenheit'}"),
+    (_DEGREES, lambda m: f"{_number(m.group(1))} degrees"),
+    (_MONEY, _money),
+    (_PERCENT, lambda m: f"{_number(m.group(1))} percent"),
+    (_UNIT, lambda m: _counted(m.group(1), _UNITS[m.group(2)])),
+    (_ORDINAL, lambda m: str(num2words(int(m.group(1)), to="ordinal"))),
+    (_YEAR, lambda m: f"{m.group(1)} {num2words(int(m.group(2)), to='year')}"),
+    (_BARE_NUMBER, lambda m: _number(m.group(0))),
+]  # fmt: skip
+
+
+def spoken_form(text: str) -> str:
+    """`text` as a voice should say it: "It is 0 °C and 5 km away, says Dr. Lee." -> "It is zero
+    degrees Celsius and five kilometres away, says Doctor Lee." """
+    for pattern, say in _RULES:
+        text = pattern.sub(say, text)
+    for symbol, words in _SYMBOLS.items():
+        text = text.replace(symbol, words)
+    return _SPACES.sub(" ", text).strip()

@@ -17,7 +17,7 @@ from s2s.errors import LetGo, PermanentStageError
 from s2s.jobs import STAGE_BY_NAME, JobRecord, SpokenReply
 from s2s.registry import Registry
 from s2s.settings import Settings
-from s2s.text import sentences
+from s2s.text import sentences, spoken_form
 from s2s.voices import VoiceBook
 from s2s.worker import StageHandler
 
@@ -86,7 +86,8 @@ class TTSHandler(StageHandler[TTSEngine]):
         done = self.store.audio_chunks(job.id)
         voice = self._voice(job)
         for index, sentence in self._sentences(job, done):
-            pcm = float_to_pcm16(self.engine.synthesize(sentence, voice))
+            # The voice is given the spoken form; the sentence the user reads stays as written.
+            pcm = float_to_pcm16(self.engine.synthesize(spoken_form(sentence), voice))
             self.store.append_audio(job.id, index, pcm, rate)
             self.audio_s += len(pcm) / 2 / rate
         if self.store.audio_chunks(job.id) == 0:

