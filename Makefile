@@ -4,7 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: up down status install test test-fast lint typecheck test-light test-heavy check-docker check-monitoring check-kubernetes bench load lock
+.PHONY: up down status install test test-fast lint typecheck test-light test-heavy check-docker check-monitoring check-kubernetes bench load quality lock
 
 up:
 	@scripts/s2s up
@@ -61,6 +61,10 @@ test: lint typecheck check-docker check-monitoring check-kubernetes test-heavy t
 
 bench: install
 	$(PY) bench/e2e.py --out bench/results/e2e.md
+
+# Answers right, STT WER and the reply's round trip per LLM preset (starts the service itself).
+quality: install
+	$(PY) bench/quality.py --out bench/results/quality.md
 
 load: install
 	$(PY) bench/load.py --out bench/results/load.md
