@@ -44,3 +44,11 @@ def settings(tmp_path: Path) -> Settings:
 def spoken_question() -> bytes:
     """A real spoken question, made with the project's own TTS."""
     return spoken(QUESTION)
+
+
+@pytest.fixture(scope="session")
+def question(tmp_path_factory: pytest.TempPathFactory, spoken_question: bytes) -> Path:
+    """The same question as a WAV file, for clients that send files."""
+    path = tmp_path_factory.mktemp("audio") / "question.wav"
+    path.write_bytes(spoken_question)
+    return path

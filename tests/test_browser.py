@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import soxr
-from support import ROOT, Stack, running_stack, spoken
+from support import ROOT, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -56,13 +56,6 @@ AudioBufferSourceNode.prototype.start = function (...args) {
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("browser"), {"API_KEYS": KEY}) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def question(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("audio") / "question.wav"
-    path.write_bytes(spoken(SAID))
-    return path
 
 
 @pytest.fixture(scope="module")

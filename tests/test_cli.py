@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
-from support import Stack, free_port, running_api, running_stack, spoken, wav_bytes
+from support import Stack, free_port, running_api, running_stack, wav_bytes
 
 pytestmark = pytest.mark.e2e
 
@@ -33,13 +33,6 @@ JOB_LINE = re.compile(r"^job ([0-9a-f]{32}): ", re.MULTILINE)
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(tmp_path_factory.mktemp("cli"), {"API_KEYS": KEY}) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def question(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("audio") / "question.wav"
-    path.write_bytes(spoken(SAID))
-    return path
 
 
 @pytest.fixture(scope="module")

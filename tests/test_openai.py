@@ -43,13 +43,6 @@ def client(stack: Stack) -> openai.OpenAI:
     return openai.OpenAI(api_key=KEY, base_url=f"{stack.url}/v1", max_retries=0, timeout=120)
 
 
-@pytest.fixture(scope="module")
-def question(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("audio") / "question.wav"
-    path.write_bytes(spoken(SAID))
-    return path
-
-
 def _words(text: str) -> str:
     return " ".join("".join(c for c in text.lower() if c.isalnum() or c.isspace()).split())
 
